@@ -1,0 +1,42 @@
+# Two commands for a newcomer: `make run` and `make test`. Both set everything up first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# onnxruntime flavour: cpu (default) or gpu; never both in one environment.
+ORT ?= cpu
+
+.PHONY: setup run test lint typecheck bench train clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v ffmpeg >/dev/null 2>&1 || { \
+	  echo "installing ffmpeg (decoder fallback for AAC/M4A and odd files)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq ffmpeg; \
+	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq ffmpeg; \
+	  else echo "warning: ffmpeg missing and no root: M4A/AAC input will not decode"; fi; }
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU wheel of torch, pinned: an unpinned torch pulls a multi-GB CUDA build.
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[$(ORT),train,dev]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/mer demo
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check mer_models bot train tests bench
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) bench/classify.py
+
+train: $(STAMP)
+	$(PY) -m train all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The mood companion application: CLI, and (later) the Discord bot, sources and storage."""

@@ -1,0 +1,174 @@
+"""Model cards: the JSON file that ships beside every model artifact.
+
+A card names the model, its ordered classes, the preprocessing it was trained with, its input
+and output schema, its training data and metrics, the library versions, and the sha256 of the
+artifact. :meth:`ModelCard.verify` refuses an artifact whose hash or preprocessing does not
+match, so a model is never run on input it was not trained for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mer_models.errors import ModelCardError, ModelNotFoundError
+
+ModelKind = Literal["cldnn", "ensemble", "spotify-ensemble"]
+
+
+class TensorSpec(BaseModel):
+    """Name, shape (``None`` for a dynamic axis) and dtype of a model input or output."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    shape: list[int | None]
+    dtype: str = "float32"
+
+
+class TrainingData(BaseModel):
+    """Where the training data came from and how it was split."""
+
+    dataset: str
+    citation: str = ""
+    license: str = ""
+    n_clips: int = 0
+    split: str = ""
+
+
+class ModelCard(BaseModel):
+    """The JSON card of one model artifact.
+
+    Attributes
+    ----------
+    name, version : str
+        Identify the model; ``f"{name}-{version}"`` is its display name.
+    kind : {"cldnn", "ensemble", "spotify-ensemble"}
+        Which runner loads the artifact.
+    artifact : str
+        File name of the artifact, relative to the card.
+    sha256 : str
+        Hex digest of the artifact's bytes.
+    classes : list of str
+        Output classes in order (``["Q1", "Q2", "Q3", "Q4"]`` for mood models).
+    preprocessing : dict
+        :meth:`mer_models.config.AnalysisConfig.preprocessing` at training time.
+    inputs, outputs : list of TensorSpec
+        Input and output schema.
+    feature_names : list of str
+        Ordered input features of a descriptor model.
+    architecture : dict
+        Hyper-parameters that rebuild the network (CLDNN), for benchmarks and fine-tuning.
+    fusion_weight : float
+        Weight of this model's probabilities in the late fusion.
+    """
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    version: str
+    kind: ModelKind
+    artifact: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    classes: list[str]
+    preprocessing: dict[str, Any] = Field(default_factory=dict)
+    inputs: list[TensorSpec] = Field(default_factory=list)
+    outputs: list[TensorSpec] = Field(default_factory=list)
+    feature_names: list[str] = Field(default_factory=list)
+    architecture: dict[str, Any] = Field(default_factory=dict)
+    fusion_weight: float = Field(default=1.0, ge=0.0)
+    training: TrainingData
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    libraries: dict[str, str] = Field(default_factory=dict)
+    created: str = ""
+    notes: str = ""
+
+    @property
+    def display_name(self) -> str:
+        """``name-version``, as reported in results."""
+        return f"{self.name}-{self.version}"
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelCard:
+        """Read and validate a card.
+
+        Raises
+        ------
+        ModelNotFoundError
+            The file does not exist.
+        ModelCardError
+            The file is not valid JSON or misses required fields.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ModelNotFoundError(f"{path}: no model card")
+        try:
+            return cls.model_validate_json(path.read_text(encoding="utf-8"))
+        except (ValidationError, ValueError) as exc:
+            raise ModelCardError(f"{path}: invalid model card: {exc}") from exc
+
+    def save(self, path: str | Path) -> None:
+        """Write the card as indented JSON."""
+        Path(path).write_text(
+            json.dumps(self.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
+        )
+
+    def artifact_path(self, card_path: str | Path) -> Path:
+        """The artifact's path, next to the card at ``card_path``."""
+        return Path(card_path).parent / self.artifact
+
+    def verify(self, card_path: str | Path, *, preprocessing: dict[str, Any] | None = None) -> Path:
+        """Check the artifact's hash and, optionally, the preprocessing settings.
+
+        Parameters
+        ----------
+        card_path : path
+            Where this card was read from; the artifact lies beside it.
+        preprocessing : dict, optional
+            The engine's preprocessing; every key recorded in the card must match.
+
+        Returns
+        -------
+        Path
+            The verified artifact.
+
+        Raises
+        ------
+        ModelNotFoundError
+            The artifact is missing.
+        ModelCardError
+            The hash or a preprocessing setting differs.
+        """
+        artifact = self.artifact_path(card_path)
+        if not artifact.is_file():
+            raise ModelNotFoundError(f"{artifact}: artifact named by {card_path} is missing")
+        digest = sha256_file(artifact)
+        if digest != self.sha256:
+            raise ModelCardError(
+                f"{artifact}: sha256 {digest[:12]}... does not match its card "
+                f"({self.sha256[:12]}...); refusing to load"
+            )
+        if preprocessing is not None:
+            differences = {
+                key: (value, preprocessing.get(key))
+                for key, value in self.preprocessing.items()
+                if key in preprocessing and preprocessing[key] != value
+            }
+            if differences:
+                detail = ", ".join(f"{k}: card {a!r} vs engine {b!r}"
+                                   for k, (a, b) in differences.items())
+                raise ModelCardError(f"{card_path}: preprocessing differs ({detail})")
+        return artifact
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,123 @@
+"""The CLDNN spectrogram model, run through one cached onnxruntime session per process."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mer_models.card import ModelCard
+from mer_models.errors import ModelCardError, ModelError
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+logger = logging.getLogger(__name__)
+
+
+def available_providers(prefer_gpu: bool = True) -> list[str]:
+    """Execution providers to use: CUDA first when onnxruntime-gpu sees a GPU, else CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if prefer_gpu and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+@functools.lru_cache(maxsize=4)
+def _session(path: str, sha256: str, providers: tuple[str, ...], threads: int
+             ) -> onnxruntime.InferenceSession:
+    # Keyed by the artifact's hash as well as its path, so a retrained file gets a new session.
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads > 0:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    logger.info("loading ONNX model %s with %s", Path(path).name, providers)
+    return ort.InferenceSession(path, sess_options=options, providers=list(providers))
+
+
+class OnnxCldnn:
+    """Quadrant probabilities from log-mel windows with the exported CLDNN.
+
+    Parameters
+    ----------
+    card_path : path
+        The model card (JSON); the ``.onnx`` artifact lies beside it.
+    preprocessing : dict, optional
+        The engine's preprocessing; loading refuses a card that differs.
+    threads : int
+        Intra-op threads of the session (0: onnxruntime's default, all cores).
+    prefer_gpu : bool
+        Use the CUDA provider when available.
+    """
+
+    def __init__(
+        self,
+        card_path: str | Path,
+        *,
+        preprocessing: dict[str, Any] | None = None,
+        threads: int = 0,
+        prefer_gpu: bool = True,
+    ) -> None:
+        self.card_path = Path(card_path)
+        self.card = ModelCard.load(self.card_path)
+        if self.card.kind != "cldnn":
+            raise ModelCardError(f"{card_path}: kind {self.card.kind!r} is not a CLDNN")
+        artifact = self.card.verify(self.card_path, preprocessing=preprocessing)
+        providers = tuple(available_providers(prefer_gpu))
+        try:
+            self._session = _session(str(artifact.resolve()), self.card.sha256, providers,
+                                     threads)
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(f"{artifact}: onnxruntime cannot load the model: {exc}") from exc
+        self._check_schema()
+        self._input = self._session.get_inputs()[0].name
+
+    @property
+    def providers(self) -> list[str]:
+        """Providers the session actually runs on."""
+        return list(self._session.get_providers())
+
+    def _check_schema(self) -> None:
+        inputs = self._session.get_inputs()
+        outputs = self._session.get_outputs()
+        if not self.card.inputs or not self.card.outputs:
+            raise ModelCardError(f"{self.card_path}: card lacks the input/output schema")
+        expected_in, expected_out = self.card.inputs[0], self.card.outputs[0]
+        if inputs[0].name != expected_in.name or outputs[0].name != expected_out.name:
+            raise ModelCardError(
+                f"{self.card_path}: model has input {inputs[0].name!r} and output "
+                f"{outputs[0].name!r}, the card says {expected_in.name!r} / "
+                f"{expected_out.name!r}"
+            )
+        static = [d if isinstance(d, int) else None for d in inputs[0].shape]
+        if static[1:] != expected_in.shape[1:]:
+            raise ModelCardError(
+                f"{self.card_path}: model input shape {static} differs from the card's "
+                f"{expected_in.shape}"
+            )
+
+    def predict(self, logmel: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Quadrant probabilities of each window.
+
+        Parameters
+        ----------
+        logmel : ndarray, shape (n_windows, n_mels, frames)
+            Log-mel windows from :func:`mer_models.features.extract_features`.
+
+        Returns
+        -------
+        ndarray, shape (n_windows, 4), float32
+            Rows sum to 1, classes in the card's order.
+        """
+        batch = np.ascontiguousarray(logmel, dtype=np.float32)
+        (probabilities,) = self._session.run(None, {self._input: batch})
+        return np.asarray(probabilities, dtype=np.float32)

@@ -1,0 +1,1 @@
+"""Offline training, export, evaluation and reports (needs the optional train dependencies)."""

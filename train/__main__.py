@@ -1,0 +1,165 @@
+"""``python -m train <cldnn|ensemble|reference|fuse|robustness|evaluate|reproduce-seed|all>``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, TimeRemainingColumn
+
+from train.data import DEFAULT_DATA_ROOT, DataMissingError
+
+app = typer.Typer(help="Train, evaluate and ship the mood models.", no_args_is_help=True,
+                  add_completion=False)
+console = Console()
+DEFAULT_RUN = Path(__file__).resolve().parents[1] / "runs" / "latest"
+
+DataOpt = Annotated[Path, typer.Option("--data", help="Folder holding 4q/ and spotify/.")]
+RunOpt = Annotated[Path, typer.Option("--run", help="Run directory (metrics, PNGs, models).")]
+
+
+def _data(root: Path):  # type: ignore[no-untyped-def]
+    from train.pipeline import load_data
+
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  "{task.completed}/{task.total}", TimeRemainingColumn(),
+                  console=console) as progress:
+        task = progress.add_task("features (decoded once, then cached)", total=None)
+        try:
+            return load_data(root, progress=lambda done, total: progress.update(
+                task, completed=done, total=total))
+        except DataMissingError as exc:
+            console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2) from exc
+
+
+def _device(gpu: bool) -> str:
+    import torch
+
+    return "cuda" if gpu and torch.cuda.is_available() else "cpu"
+
+
+def _config(device: str, epochs: int | None):  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from train.cldnn_train import CPU_CONFIG, GPU_CONFIG
+
+    cfg = GPU_CONFIG if device == "cuda" else CPU_CONFIG
+    return replace(cfg, epochs=epochs) if epochs else cfg
+
+
+@app.command()
+def ensemble(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN) -> None:
+    """Stacking ensemble: grid search on the artist-disjoint folds, final model on all clips."""
+    from train.pipeline import run_ensemble
+
+    run.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    m = run_ensemble(_data(data), run)
+    console.print(f"ensemble: macro-F1 {m['macro_f1_mean']:.3f} ± {m['macro_f1_std']:.3f} "
+                  f"({time.perf_counter() - start:.0f} s) best {m['best_params']}")
+
+
+@app.command()
+def cldnn(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN,
+          gpu: Annotated[bool, typer.Option(help="Use CUDA when present.")] = True,
+          epochs: Annotated[int | None, typer.Option(help="Override the epoch count.")] = None,
+          ) -> None:
+    """CLDNN: 5-fold cross-validation, then the final model, exported to ONNX."""
+    from train.pipeline import run_cldnn
+
+    run.mkdir(parents=True, exist_ok=True)
+    device = _device(gpu)
+    start = time.perf_counter()
+    m = run_cldnn(_data(data), run, _config(device, epochs), device=device)
+    console.print(f"CLDNN on {device}: macro-F1 {m['macro_f1_mean']:.3f} ± "
+                  f"{m['macro_f1_std']:.3f} ({time.perf_counter() - start:.0f} s)")
+
+
+@app.command()
+def reference(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN) -> None:
+    """SVM on the dataset authors' top-100 features, on the same folds."""
+    from train.pipeline import run_reference
+
+    run.mkdir(parents=True, exist_ok=True)
+    m = run_reference(_data(data), run, data)
+    console.print(f"reference SVM: macro-F1 {m['macro_f1_mean']:.3f} ± {m['macro_f1_std']:.3f}")
+
+
+@app.command()
+def fuse(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN) -> None:
+    """Choose fusion weights on out-of-fold probabilities; record them in the cards."""
+    from train.pipeline import run_fusion
+
+    m = run_fusion(_data(data), run)
+    console.print(f"fused (CLDNN weight {m['cldnn_weight']}): macro-F1 "
+                  f"{m['macro_f1_mean']:.3f} ± {m['macro_f1_std']:.3f}")
+
+
+@app.command()
+def robustness(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN) -> None:
+    """Re-encode the held-out fold 4 (MP3 128k stereo 44.1 kHz, Opus 96k) and re-score it."""
+    from train.pipeline import run_robustness
+
+    for name, r in run_robustness(_data(data), run).items():
+        console.print(f"{name:28s} fused macro-F1 {r['fused']['macro_f1']:.3f}")
+
+
+@app.command()
+def evaluate(run: RunOpt = DEFAULT_RUN,
+             out: Annotated[Path, typer.Option(help="Report to write.")] = Path(
+                 "docs/MODEL_REPORT.md")) -> None:
+    """Write the model report from a run directory's metrics."""
+    from train.report import write_report
+
+    write_report(run, out)
+    console.print(f"wrote {out}")
+
+
+@app.command("reproduce-seed")
+def reproduce_seed(data: DataOpt = DEFAULT_DATA_ROOT,
+                   out: Annotated[Path, typer.Option(help="Report to write.")] = Path(
+                       "docs/REPRODUCTION.md")) -> None:
+    """Reproduce the 2021 seed report on its Spotify-feature table."""
+    from train import seed_report
+
+    seed_report.main(["--data", str(data / "spotify" / "seed_moods.csv"), "--out", str(out)])
+
+
+@app.command()
+def ship(run: RunOpt = DEFAULT_RUN) -> None:
+    """Copy a run's verified models into mer_models/weights."""
+    from train.pipeline import ship as ship_models
+
+    for path in ship_models(run):
+        console.print(f"shipped {path}")
+
+
+@app.command("all")
+def all_(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN,
+         gpu: Annotated[bool, typer.Option(help="Use CUDA when present.")] = True) -> None:
+    """Everything: ensemble, CLDNN, reference, fusion, robustness, report, seed report, ship."""
+    ensemble(data, run)
+    cldnn(data, run, gpu, None)
+    reference(data, run)
+    fuse(data, run)
+    robustness(data, run)
+    evaluate(run, Path("docs/MODEL_REPORT.md"))
+    reproduce_seed(data, Path("docs/REPRODUCTION.md"))
+    ship(run)
+
+
+def main() -> None:
+    """Entry point with rich logging."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_path=False)])
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""docs/MODEL_REPORT.md from a run directory's metrics files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+_ROWS = (
+    ("CLDNN (log-mel, ONNX)", "metrics_cldnn.json"),
+    ("Stacking ensemble (our descriptors)", "metrics_ensemble.json"),
+    ("Fused (nested fusion weights)", "metrics_fused.json"),
+    ("Reference: SVM on the authors' top-100 features", "metrics_reference.json"),
+)
+_KEYS = ("macro_f1", "accuracy", "valence_accuracy", "arousal_accuracy")
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _cell(m: dict[str, Any], key: str) -> str:
+    return f"{m[f'{key}_mean']:.3f} ± {m[f'{key}_std']:.3f}"
+
+
+def summary_table(run: Path) -> str:
+    """Markdown table: mean ± std over the five artist-disjoint folds."""
+    lines = ["| model | macro-F1 | accuracy | valence acc. | arousal acc. |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, file in _ROWS:
+        m = _load(run / file)
+        if m is not None:
+            lines.append(f"| {name} | " + " | ".join(_cell(m, k) for k in _KEYS) + " |")
+    return "\n".join(lines)
+
+
+def fold_table(run: Path) -> str:
+    """Macro-F1 of every model on every fold."""
+    lines = ["| model | " + " | ".join(f"fold {k}" for k in range(5)) + " |",
+             "| --- |" + " --- |" * 5]
+    for name, file in _ROWS:
+        m = _load(run / file)
+        if m is not None:
+            cells = [f"{m['folds'][str(k)]['macro_f1']:.3f}" if str(k) in m["folds"] else "–"
+                     for k in range(5)]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def robustness_table(run: Path) -> str:
+    """Macro-F1 on fold 4 as shipped in the dataset and re-encoded."""
+    r = _load(run / "metrics_robustness.json")
+    if r is None:
+        return "(not run)"
+    lines = ["| encoding of fold 4 | CLDNN | ensemble | fused | fused valence | fused arousal |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, m in r.items():
+        lines.append(f"| {name} | {m['cldnn']['macro_f1']:.3f} | "
+                     f"{m['ensemble']['macro_f1']:.3f} | {m['fused']['macro_f1']:.3f} | "
+                     f"{m['fused']['valence_accuracy']:.3f} | "
+                     f"{m['fused']['arousal_accuracy']:.3f} |")
+    return "\n".join(lines)
+
+
+def write_report(run: Path, out: Path) -> None:
+    """Render the measured tables into ``out`` between the generated-section markers.
+
+    Prose outside the markers is kept, so the analysis written by hand survives a re-run.
+    """
+    generated = "\n\n".join([
+        "### Cross-validated figures (mean ± std over the 5 artist-disjoint folds)",
+        summary_table(run),
+        "### Macro-F1 per fold",
+        fold_table(run),
+        "### Robustness to real-world encodings (fold 4, models trained on folds 0-3)",
+        robustness_table(run),
+    ])
+    begin, end = "<!-- generated:begin -->", "<!-- generated:end -->"
+    block = f"{begin}\n{generated}\n{end}"
+    if out.is_file() and begin in (text := out.read_text()):
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1] if end in rest else ""
+        out.write_text(head + block + tail)
+    else:
+        out.write_text(f"# Model report\n\n{block}\n")
