@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,8 +13,10 @@ from rich.console import Console
 from rich.table import Table
 
 from bot.settings import get_settings
+from mer_models.card import ModelCard, find_cards
 from mer_models.config import AnalysisConfig
 from mer_models.errors import MerError
+from mer_models.moods import Quadrant
 from mer_models.result import MoodResult
 
 if TYPE_CHECKING:
@@ -102,15 +105,16 @@ def models(
                           ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the cards as JSON.")] = False,
 ) -> None:
-    """Show the model cards of the models the engine loads."""
+    """Show the model cards (the newest of each kind in the models folder)."""
     try:
         engine = _engine(models_dir, None)
     except MerError as exc:
         raise _fail(str(exc)) from exc
+    cards = [ModelCard.load(path) for path in find_cards(engine.models_dir).values()]
     if as_json:
-        print(json.dumps([c.model_dump(mode="json") for c in engine.cards], indent=2))
+        print(json.dumps([c.model_dump(mode="json") for c in cards], indent=2))
         return
-    for card in engine.cards:
+    for card in cards:
         table = Table(title=f"{card.display_name} ({card.kind})", show_header=False)
         table.add_column("field", style="bold")
         table.add_column("value", overflow="fold")
@@ -124,6 +128,37 @@ def models(
                 table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
         table.add_row("created", card.created)
         out.print(table)
+
+
+@app.command()
+def spotify(
+    features: Annotated[str, typer.Argument(help="Spotify audio features as a JSON object "
+                                                 "(danceability, energy, ...); - reads stdin.")],
+    models_dir: Annotated[Path | None, typer.Option("--models", help="Folder of model cards.")
+                          ] = None,
+) -> None:
+    """Mood from Spotify audio features, for tracks whose features you still hold."""
+    from mer_models.engine import DEFAULT_MODELS_DIR
+    from mer_models.spotify import SpotifyFeatureModel
+
+    folder = models_dir or get_settings().models_dir or DEFAULT_MODELS_DIR
+    card = find_cards(folder).get("spotify-ensemble")
+    if card is None:
+        raise _fail(f"{folder}: no Spotify-feature model (train it: python -m train "
+                    "reproduce-seed)")
+    text = sys.stdin.read() if features == "-" else features
+    try:
+        values = json.loads(text)
+        if not isinstance(values, dict):
+            raise ValueError("expected a JSON object")
+        probabilities = SpotifyFeatureModel(card).predict(values)
+    except (ValueError, MerError) as exc:
+        raise _fail(f"spotify features: {exc}") from exc
+    quadrant = Quadrant(max(probabilities, key=probabilities.__getitem__))
+    print(json.dumps({"mood": quadrant.mood, "quadrant": quadrant.value,
+                      "probabilities": {k: round(v, 4) for k, v in probabilities.items()},
+                      "valence": round(probabilities["Q1"] + probabilities["Q4"], 4),
+                      "arousal": round(probabilities["Q1"] + probabilities["Q2"], 4)}))
 
 
 @app.command()

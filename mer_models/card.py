@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mer_models.errors import ModelCardError, ModelNotFoundError
+from mer_models.errors import MerError, ModelCardError, ModelNotFoundError
+
+logger = logging.getLogger(__name__)
 
 ModelKind = Literal["cldnn", "ensemble", "spotify-ensemble"]
 
@@ -172,3 +175,29 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def find_cards(models_dir: str | Path) -> dict[str, Path]:
+    """The newest card of each kind in a folder.
+
+    Parameters
+    ----------
+    models_dir : path
+        Folder of ``*.json`` cards beside their artifacts.
+
+    Returns
+    -------
+    dict
+        ``{"cldnn": path, "ensemble": path}``, for the kinds present.
+    """
+    best: dict[str, tuple[tuple[str, str], Path]] = {}
+    for path in sorted(Path(models_dir).glob("*.json")):
+        try:
+            card = ModelCard.load(path)
+        except MerError:
+            logger.warning("skipping %s: not a valid model card", path)
+            continue
+        key = (card.created, card.version)
+        if card.kind not in best or key > best[card.kind][0]:
+            best[card.kind] = (key, path)
+    return {kind: path for kind, (_, path) in best.items()}

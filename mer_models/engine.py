@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mer_models.audio import AudioSource, WindowedAudio, load_windows, source_name
-from mer_models.card import ModelCard
+from mer_models.card import ModelCard, find_cards
 from mer_models.config import AnalysisConfig
 from mer_models.ensemble import DescriptorEnsemble
 from mer_models.errors import MerError, ModelCardError, ModelNotFoundError
@@ -32,32 +32,6 @@ logger = logging.getLogger(__name__)
 #: Where the shipped models live.
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent / "weights"
 _CLASSES = [q.value for q in QUADRANTS]
-
-
-def find_cards(models_dir: str | Path) -> dict[str, Path]:
-    """The newest card of each kind in a folder.
-
-    Parameters
-    ----------
-    models_dir : path
-        Folder of ``*.json`` cards beside their artifacts.
-
-    Returns
-    -------
-    dict
-        ``{"cldnn": path, "ensemble": path}``, for the kinds present.
-    """
-    best: dict[str, tuple[tuple[str, str], Path]] = {}
-    for path in sorted(Path(models_dir).glob("*.json")):
-        try:
-            card = ModelCard.load(path)
-        except MerError:
-            logger.warning("skipping %s: not a valid model card", path)
-            continue
-        key = (card.created, card.version)
-        if card.kind not in best or key > best[card.kind][0]:
-            best[card.kind] = (key, path)
-    return {kind: path for kind, (_, path) in best.items()}
 
 
 class MoodEngine:

@@ -21,6 +21,8 @@ from mer_models.errors import ModelCardError, ModelError
 TRUSTED_TYPES: Final[tuple[str, ...]] = (
     "imblearn.over_sampling._smote.base.SMOTE",
     "imblearn.pipeline.Pipeline",
+    "sklearn.calibration._CalibratedClassifier",  # the Spotify model's calibrated SVM
+    "sklearn.calibration._SigmoidCalibration",
     "sklearn.tree._tree.Tree",
     "sklearn.utils._bunch.Bunch",
 )

@@ -208,3 +208,49 @@ def test_spotify_model_gives_quadrant_probabilities(table_path: Path) -> None:
     assert quadrants.shape == (len(table.X), 4)
     np.testing.assert_allclose(quadrants.sum(axis=1), 1.0)
     assert np.all(quadrants[:, 1] == 0.0)
+
+
+def test_spotify_model_saved_and_served(table_path: Path, tmp_path: Path) -> None:
+    from mer_models.spotify import SpotifyFeatureModel
+    from train.seed_report import save_spotify_model
+
+    card_path = save_spotify_model(tmp_path, table_path, version="test", n_trees=5)
+    model = SpotifyFeatureModel(card_path)
+    assert model.card.kind == "spotify-ensemble"
+    calm = dict(zip(SPOTIFY_FEATURES, load_seed_table(table_path).X[20], strict=True))
+    probabilities = model.predict(calm)
+    assert probabilities["Q2"] == 0.0
+    assert sum(probabilities.values()) == pytest.approx(1.0)
+    assert max(probabilities, key=probabilities.__getitem__) == "Q4"  # a calm row
+
+
+def test_spotify_model_rejects_missing_features(table_path: Path, tmp_path: Path) -> None:
+    from mer_models.errors import ParameterError
+    from mer_models.spotify import SpotifyFeatureModel
+    from train.seed_report import save_spotify_model
+
+    model = SpotifyFeatureModel(save_spotify_model(tmp_path, table_path, version="t", n_trees=5))
+    with pytest.raises(ParameterError, match="energy"):
+        model.predict({"danceability": 0.5})
+
+
+def test_mer_spotify_command(table_path: Path, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+    from train.seed_report import save_spotify_model
+
+    save_spotify_model(tmp_path, table_path, version="cli", n_trees=5)
+    row = dict(zip(SPOTIFY_FEATURES, load_seed_table(table_path).X[0].tolist(), strict=True))
+    runner = CliRunner()
+    result = runner.invoke(app, ["spotify", json.dumps(row), "--models", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["quadrant"] == "Q3" and answer["mood"] == "sad"  # row 0 is a sad track
+    bad = runner.invoke(app, ["spotify", "{\"energy\": 0.5}", "--models", str(tmp_path)])
+    assert bad.exit_code == 1
+    assert bad.stderr.startswith("error: spotify features: missing Spotify audio features")
+    empty = runner.invoke(app, ["spotify", "{}", "--models", str(tmp_path / "none")])
+    assert empty.exit_code == 1 and "no Spotify-feature model" in empty.stderr

@@ -31,11 +31,13 @@ def _data(root: Path):  # type: ignore[no-untyped-def]
                   console=console) as progress:
         task = progress.add_task("features (decoded once, then cached)", total=None)
         try:
-            return load_data(root, progress=lambda done, total: progress.update(
+            data = load_data(root, progress=lambda done, total: progress.update(
                 task, completed=done, total=total))
         except DataMissingError as exc:
             console.print(f"[red]error:[/] {exc}")
             raise typer.Exit(2) from exc
+        progress.update(task, total=len(data.clips), completed=len(data.clips))
+        return data
 
 
 def _device(gpu: bool) -> str:
@@ -122,13 +124,16 @@ def evaluate(run: RunOpt = DEFAULT_RUN,
 
 
 @app.command("reproduce-seed")
-def reproduce_seed(data: DataOpt = DEFAULT_DATA_ROOT,
+def reproduce_seed(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN,
                    out: Annotated[Path, typer.Option(help="Report to write.")] = Path(
                        "docs/REPRODUCTION.md")) -> None:
-    """Reproduce the 2021 seed report on its Spotify-feature table."""
+    """Reproduce the 2021 seed report on its Spotify-feature table; save the Spotify model."""
     from train import seed_report
 
-    seed_report.main(["--data", str(data / "spotify" / "seed_moods.csv"), "--out", str(out)])
+    table = data / "spotify" / "seed_moods.csv"
+    seed_report.main(["--data", str(table), "--out", str(out)])
+    card = seed_report.save_spotify_model(run / "models", table)
+    console.print(f"Spotify-feature model: {card}")
 
 
 @app.command()
@@ -150,7 +155,7 @@ def all_(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN,
     fuse(data, run)
     robustness(data, run)
     evaluate(run, Path("docs/MODEL_REPORT.md"))
-    reproduce_seed(data, Path("docs/REPRODUCTION.md"))
+    reproduce_seed(data, run, Path("docs/REPRODUCTION.md"))
     ship(run)
 
 

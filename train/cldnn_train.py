@@ -114,7 +114,9 @@ def train_cldnn(
     torch.set_num_threads(cfg.threads)
     generator = torch.Generator().manual_seed(cfg.seed)
     model = Cldnn(cfg.model)
-    model.set_input_stats(float(np.mean(train_x)), float(np.std(train_x)))
+    # float64 accumulation: the cached windows are float16, whose sum overflows.
+    model.set_input_stats(float(np.mean(train_x, dtype=np.float64)),
+                          float(np.std(train_x, dtype=np.float64)))
     model.to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * int(np.ceil(len(train_x) / cfg.batch_size))

@@ -28,11 +28,12 @@ from train.export import library_versions
 PARAM_GRID: dict[str, list[Any]] = {
     "pca__n_components": [0.95, 0.99],
     "stack__svm__C": [1.0, 4.0],
-    "stack__forest__max_features": ["sqrt", 0.2],
+    "stack__svm__gamma": ["scale", 0.003],
 }
 
 
 def build_ensemble(*, seed: int = 0, n_trees: int = 200, svm_c: float = 4.0,
+                   svm_gamma: float | str = "scale",
                    pca_components: float | int = 0.99, max_depth: int | None = 8,
                    smote_neighbors: int = 5) -> Pipeline:
     """StandardScaler -> PCA -> SMOTE -> Stacking(SVM, decision tree, random forest).
@@ -46,8 +47,8 @@ def build_ensemble(*, seed: int = 0, n_trees: int = 200, svm_c: float = 4.0,
         Random state of every randomised step.
     n_trees : int
         Trees of the random forest.
-    svm_c : float
-        C of the RBF SVM.
+    svm_c, svm_gamma : float
+        C and kernel width of the RBF SVM.
     pca_components : float or int
         Kept variance (float < 1) or component count.
     max_depth : int or None
@@ -63,7 +64,7 @@ def build_ensemble(*, seed: int = 0, n_trees: int = 200, svm_c: float = 4.0,
         estimators=[
             # The SVM contributes its decision function (stack_method="auto"): SVC's Platt
             # probabilities are deprecated since scikit-learn 1.9 and add an internal CV.
-            ("svm", SVC(C=svm_c, kernel="rbf", gamma="scale", class_weight="balanced",
+            ("svm", SVC(C=svm_c, kernel="rbf", gamma=svm_gamma, class_weight="balanced",
                         random_state=seed)),
             ("tree", DecisionTreeClassifier(max_depth=max_depth, class_weight="balanced",
                                             random_state=seed)),

@@ -48,7 +48,12 @@ from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 from threadpoolctl import threadpool_limits
 
-from mer_models.moods import QUADRANTS, Quadrant
+from mer_models.spotify import (  # noqa: F401  (re-exported: training and serving share them)
+    SEED_MOODS,
+    SEED_TO_QUADRANT,
+    SPOTIFY_FEATURES,
+    to_quadrant_probabilities,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,25 +63,6 @@ DEFAULT_DATA_PATH: Final[Path] = (
 )
 DEFAULT_OUT_PATH: Final[Path] = REPO_ROOT / "docs/REPRODUCTION.md"
 
-# duration_ms is left out: a track's length is a property of the release and of how each
-# mood playlist was curated, not of the emotion heard, so it would let the model learn the
-# playlist source (happy tracks average 223 s, calm ones 186 s in this table). It is also
-# meaningless for the engine's 30-second previews.
-SPOTIFY_FEATURES: Final[tuple[str, ...]] = (
-    "danceability",
-    "energy",
-    "key",
-    "loudness",
-    "mode",
-    "speechiness",
-    "acousticness",
-    "instrumentalness",
-    "liveness",
-    "valence",
-    "tempo",
-    "time_signature",
-)
-SEED_MOODS: Final[tuple[str, ...]] = ("sad", "calm", "happy", "energetic")
 
 # Each scheme maps a seed mood to its label; SCHEME_CLASSES gives the label order in reports.
 LABEL_SCHEMES: Final[dict[str, dict[str, str]]] = {
@@ -93,18 +79,6 @@ MODEL_NAMES: Final[dict[str, str]] = {
     "svc": "SVM (SVC, RBF kernel, defaults)",
     "decision_tree": "Decision tree",
     "stacking": "Stacking (SVM + tree + random forest -> logistic regression)",
-}
-
-# Russell quadrant of each seed mood. Happy and energetic are both positive valence and high
-# arousal (Q1), calm is positive valence and low arousal (Q4), sad is negative valence and low
-# arousal (Q3). No seed mood is negative valence with high arousal, so the Spotify model gives
-# Q2 (tense / angry) probability 0 and can never predict it:
-# P(Q1) = P(happy) + P(energetic), P(Q2) = 0, P(Q3) = P(sad), P(Q4) = P(calm).
-SEED_TO_QUADRANT: Final[dict[str, Quadrant]] = {
-    "happy": Quadrant.Q1,
-    "energetic": Quadrant.Q1,
-    "sad": Quadrant.Q3,
-    "calm": Quadrant.Q4,
 }
 
 # The seed report's macro averages for the 3-class stacking ensemble (its Table 3), given to
@@ -393,44 +367,6 @@ def build_spotify_model(
     table = load_seed_table(path)
     model = make_pipeline("stacking", seed=seed, n_trees=n_trees)
     return model.fit(table.X, apply_scheme(table.moods, "4-class"))
-
-
-def to_quadrant_probabilities(
-    proba: NDArray[np.floating], classes: Sequence[str] | NDArray[np.str_]
-) -> NDArray[np.float64]:
-    """Map seed-mood probabilities to Russell-quadrant probabilities.
-
-    Parameters
-    ----------
-    proba : ndarray, shape (n, k)
-        Probabilities over ``classes`` (each row summing to 1).
-    classes : sequence of str, length k
-        Seed moods labelling the columns of ``proba`` (a model's ``classes_``).
-
-    Returns
-    -------
-    ndarray of float64, shape (n, 4)
-        Probabilities of Q1..Q4 following :data:`SEED_TO_QUADRANT`; the Q2 column is 0.
-
-    Raises
-    ------
-    ValueError
-        ``proba`` is not 2-D with one column per class, holds non-finite values, or a class
-        is not a seed mood.
-    """
-    proba = np.asarray(proba, dtype=np.float64)
-    names = [str(c) for c in classes]
-    if proba.ndim != 2 or proba.shape[1] != len(names):
-        raise ValueError(f"proba has shape {proba.shape}; expected (n, {len(names)})")
-    if not np.isfinite(proba).all():
-        raise ValueError("proba holds non-finite values")
-    unknown = [c for c in names if c not in SEED_TO_QUADRANT]
-    if unknown:
-        raise ValueError(f"class(es) {unknown} have no quadrant; expected {list(SEED_MOODS)}")
-    out = np.zeros((proba.shape[0], len(QUADRANTS)), dtype=np.float64)
-    for column, name in enumerate(names):
-        out[:, QUADRANTS.index(SEED_TO_QUADRANT[name])] += proba[:, column]
-    return out
 
 
 def render_markdown(results: Mapping[str, Any], *, command: str | None = None) -> str:
@@ -793,3 +729,37 @@ def _versions() -> dict[str, str]:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def save_spotify_model(
+    directory: str | os.PathLike[str],
+    path: str | os.PathLike[str] = DEFAULT_DATA_PATH,
+    *,
+    version: str = "1",
+    n_trees: int = 100,
+) -> Path:
+    """Fit :func:`build_spotify_model` on the whole table and save it with its card.
+
+    Returns
+    -------
+    Path
+        The card (``mood-spotify-ensemble-<version>.json``), beside its skops artifact.
+    """
+    from mer_models.card import TrainingData
+    from mer_models.config import AnalysisConfig
+    from train.ensemble import save_ensemble
+
+    with threadpool_limits(limits=1):
+        model = build_spotify_model(path, n_trees=n_trees)
+    training = TrainingData(
+        dataset="seed report's Spotify table (5,510 tracks, playlist moods)",
+        license="Spotify audio features of public playlists; labels are weak",
+        n_clips=5510, split="all rows (figures in docs/REPRODUCTION.md: 80/20 split)",
+    )
+    return save_ensemble(
+        model, Path(directory), version=version, analysis=AnalysisConfig(), training=training,
+        metrics={}, name="mood-spotify-ensemble", feature_names=SPOTIFY_FEATURES,
+        kind="spotify-ensemble",
+        notes="4 seed moods; map to quadrants with mer_models.spotify.to_quadrant_probabilities "
+              "(P(Q1)=happy+energetic, P(Q2)=0, P(Q3)=sad, P(Q4)=calm)",
+    )
