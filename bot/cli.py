@@ -1,4 +1,5 @@
-"""The ``mer`` command line: classify audio files, show the model cards, try the demo library."""
+"""The ``mer`` command line: classify audio files, show the model cards, try the demo library,
+manage the database schema (``mer db``)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Mood of music: classify audio into happy, tense, sad or calm.",
                   no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="The database schema: upgrade, downgrade, show the revision.",
+                     no_args_is_help=True)
+app.add_typer(db_app, name="db")
 out = Console()
 
 #: Batches at least this large are spread over worker processes (each costs ~2 s to start).
@@ -184,6 +188,91 @@ def demo(
         else:
             typer.echo(f"error: {result}", err=True)
     out.print(_table(ok, title="Demo library: folder = the track's intended mood"))
+
+
+def _database() -> tuple[str, str]:
+    """The database URL from the settings, and its printable form (password hidden)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    url = get_settings().resolved_database_url()
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError as exc:
+        raise _fail(f"MER_DATABASE_URL: {exc}") from exc
+    return url, shown
+
+
+def _migrate_errors() -> tuple[type[Exception], ...]:
+    from alembic.util.exc import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.db.errors import StorageError
+
+    return (StorageError, CommandError, SQLAlchemyError, ImportError, OSError)
+
+
+def _revision_label(revision: str | None, head: str) -> str:
+    if revision is None:
+        return "no schema (empty database)"
+    return f"{revision} (head)" if revision == head else f"{revision} (head is {head})"
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Create or upgrade the database schema (MER_DATABASE_URL, or mood.db in MER_DATA_DIR)."""
+    from bot.db import migrate
+
+    url, shown = _database()
+    try:
+        before = migrate.current_revision(url)
+        migrate.upgrade(url, revision, busy_timeout_ms=get_settings().sqlite_busy_timeout_ms)
+        after = migrate.current_revision(url)
+        head = migrate.head_revision()
+    except _migrate_errors() as exc:
+        raise _fail(f"{shown}: upgrade to {revision} failed: {exc}") from exc
+    if before == after:
+        typer.echo(f"{shown}: already at {_revision_label(after, head)}")
+    else:
+        typer.echo(f"{shown}: upgraded from {before or 'empty'} to {_revision_label(after, head)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision: an id, base (drops every "
+                                                 "table and its data), or -- -1 (one step).")],
+) -> None:
+    """Downgrade the database schema."""
+    from bot.db import migrate
+
+    url, shown = _database()
+    try:
+        before = migrate.current_revision(url)
+        migrate.downgrade(url, revision, busy_timeout_ms=get_settings().sqlite_busy_timeout_ms)
+        after = migrate.current_revision(url)
+        head = migrate.head_revision()
+    except _migrate_errors() as exc:
+        raise _fail(f"{shown}: downgrade to {revision} failed: {exc}") from exc
+    if before == after:
+        typer.echo(f"{shown}: already at {_revision_label(after, head)}")
+    else:
+        typer.echo(f"{shown}: downgraded from {before} to {_revision_label(after, head)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the revision the database schema is at, and the one the code needs."""
+    from bot.db import migrate
+
+    url, shown = _database()
+    try:
+        current = migrate.current_revision(url)
+        head = migrate.head_revision()
+    except _migrate_errors() as exc:
+        raise _fail(f"{shown}: {exc}") from exc
+    typer.echo(f"{shown}: {_revision_label(current, head)}")
 
 
 def main() -> None:

@@ -1,0 +1,86 @@
+"""Local audio files: metadata from the file name, the file itself as the preview (no copy)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+
+import soundfile as sf
+
+from bot.sources.errors import NotAudioError, TrackNotFoundError
+from bot.sources.models import Preview, TrackInfo
+from bot.sources.sniff import sniff_audio
+
+SOURCE = "local"
+#: Extensions accepted even when the first bytes are not recognised (ffmpeg decodes them).
+AUDIO_EXTENSIONS = frozenset({
+    ".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".aac", ".webm", ".mka",
+    ".aif", ".aiff", ".caf", ".wma", ".ape", ".wv", ".ac3", ".alac",
+})
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class LocalSource:
+    """Audio files on this machine."""
+
+    name = SOURCE
+
+    def info(self, path: str | Path) -> TrackInfo:
+        """Metadata of a local file: ``"Artist - Title.ext"`` names are split.
+
+        Parameters
+        ----------
+        path : str or Path
+            An existing audio file.
+
+        Returns
+        -------
+        TrackInfo
+            Title (and artist) from the file name, the duration when libsndfile reads the
+            header, ``provider_id`` the absolute path.
+
+        Raises
+        ------
+        TrackNotFoundError
+            The path does not exist or is not a file.
+        NotAudioError
+            Neither the first bytes nor the extension say audio.
+        """
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise TrackNotFoundError(SOURCE, f"no such file: {file}")
+        with file.open("rb") as fh:
+            head = fh.read(12)
+        if sniff_audio(head) is None and file.suffix.lower() not in AUDIO_EXTENSIONS:
+            raise NotAudioError(SOURCE, f"{file.name} is not a known audio format")
+        artist, title = "", file.stem
+        if " - " in file.stem:
+            artist, title = (part.strip() for part in file.stem.split(" - ", 1))
+        try:
+            duration: float | None = float(sf.info(str(file)).duration)
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+            duration = None  # not a libsndfile format (m4a ...): not worth an ffmpeg run
+        resolved = file.resolve()
+        return TrackInfo(title=title, artist=artist, duration_s=duration, provider=SOURCE,
+                         provider_id=str(resolved), url=resolved.as_uri())
+
+    async def preview(self, path: str | Path) -> Preview:
+        """The file itself as a :class:`Preview` (hashed in a worker thread, not copied).
+
+        Raises
+        ------
+        TrackNotFoundError, NotAudioError
+            As for :meth:`info`.
+        """
+        track = await asyncio.to_thread(self.info, path)
+        file = Path(track.provider_id)
+        sha = await asyncio.to_thread(_sha256_file, file)
+        return Preview(track=track, path=file, provider=SOURCE, sha256=sha)

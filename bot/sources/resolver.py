@@ -1,0 +1,432 @@
+"""From what a user typed to a preview file: metadata first, then preview sources in order.
+
+A query is a local file, a Spotify or Deezer track link, another http(s) URL (YouTube or a
+direct audio file), or search text (``"Artist - Title"`` or anything). Metadata comes from
+Spotify when it is configured (and from Deezer otherwise); the audio then comes from the
+preview sources in the configured order (Deezer, iTunes, yt-dlp by default), each failure
+logged and the next source tried. Downloads land in the content-addressed audio cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+from urllib.parse import unquote
+
+import yarl
+from pydantic import SecretStr
+
+from bot.sources.audio_cache import AudioCache
+from bot.sources.base import Fetched, PreviewSource, Wanted
+from bot.sources.deezer import DeezerSource, parse_deezer_track_id
+from bot.sources.errors import (
+    NoPreviewError,
+    SourceError,
+    TrackNotFoundError,
+    UnsafeURLError,
+)
+from bot.sources.http import HttpClient
+from bot.sources.itunes import ItunesSource
+from bot.sources.local import AUDIO_EXTENSIONS, LocalSource
+from bot.sources.matching import pick_best
+from bot.sources.models import Preview, TrackInfo
+from bot.sources.spotify import SpotifySource, parse_spotify_track_id
+from bot.sources.urlguard import safe_url
+from bot.sources.ytdlp import YtDlpSource
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SOURCE = "resolver"
+#: Preview sources known to ``source_order``.
+PREVIEW_SOURCES = ("deezer", "itunes", "ytdlp")
+_SCHEME_RE = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://")
+_BARE_URL_RE = re.compile(r"^(?:www\.|m\.|music\.)?(?:youtube\.com|youtu\.be|soundcloud\.com|"
+                          r"open\.spotify\.com|(?:www\.)?deezer\.com)/", re.IGNORECASE)
+_YOUTUBE_HOSTS = frozenset({"youtube.com", "www.youtube.com", "m.youtube.com",
+                            "music.youtube.com", "youtu.be", "www.youtu.be"})
+_ARTIST_TITLE_RE = re.compile(r"\s+[-–—]\s+")
+
+
+class QueryKind(StrEnum):
+    """What a query is."""
+
+    LOCAL = "local"
+    SPOTIFY = "spotify"
+    DEEZER = "deezer"
+    URL = "url"
+    TEXT = "text"
+
+
+@dataclass(frozen=True)
+class Query:
+    """A classified query.
+
+    Attributes
+    ----------
+    kind : QueryKind
+        What it is.
+    value : str
+        The file path, the Spotify or Deezer track id, the URL, or the search text.
+    artist, title : str or None
+        For text ``"Artist - Title"``, its two halves.
+    """
+
+    kind: QueryKind
+    value: str
+    artist: str | None = None
+    title: str | None = None
+
+
+def classify_query(query: str, *, allow_local_files: bool = False) -> Query:
+    """Tell what a query is.
+
+    Parameters
+    ----------
+    query : str
+        What the user typed or passed.
+    allow_local_files : bool
+        Whether paths on this machine may be read (the CLI: yes; a public bot: no, or users
+        could read the server's files).
+
+    Returns
+    -------
+    Query
+
+    Raises
+    ------
+    ValueError
+        The query is empty.
+    UnsafeURLError
+        A URL with a scheme other than http(s) (``file://`` only with local files allowed).
+    """
+    text = query.strip()
+    if not text:
+        raise ValueError("empty query")
+    if (spotify_id := parse_spotify_track_id(text)) is not None:
+        return Query(QueryKind.SPOTIFY, spotify_id)
+    if (deezer_id := parse_deezer_track_id(text)) is not None:
+        return Query(QueryKind.DEEZER, deezer_id)
+    scheme = _SCHEME_RE.match(text)
+    if scheme is not None:
+        name = scheme.group("scheme").lower()
+        if name in ("http", "https"):
+            return Query(QueryKind.URL, text)
+        if name == "file" and allow_local_files:
+            return Query(QueryKind.LOCAL, unquote(yarl.URL(text).path))
+        raise UnsafeURLError(SOURCE, f"only http and https links are followed, not {name}://")
+    if _BARE_URL_RE.match(text):
+        return Query(QueryKind.URL, "https://" + text)
+    if allow_local_files:
+        path = Path(text).expanduser()
+        looks_like_path = ("/" in text or "\\" in text) and path.suffix.lower() in AUDIO_EXTENSIONS
+        if path.is_file() or looks_like_path:
+            return Query(QueryKind.LOCAL, str(path))
+    parts = _ARTIST_TITLE_RE.split(text, maxsplit=1)
+    if len(parts) == 2 and all(p.strip() for p in parts):
+        return Query(QueryKind.TEXT, text, artist=parts[0].strip(), title=parts[1].strip())
+    return Query(QueryKind.TEXT, text)
+
+
+@dataclass(frozen=True)
+class ResolverConfig:
+    """Everything :class:`PreviewResolver` needs (usually from :class:`bot.settings.Settings`).
+
+    Attributes
+    ----------
+    audio_cache_dir : Path
+        Folder of the audio cache.
+    source_order : tuple of str
+        Preview sources in the order tried (``deezer``, ``itunes``, ``ytdlp``).
+    spotify_client_id, spotify_client_secret : str, SecretStr or None
+        Spotify app credentials; Spotify is used only when both are set.
+    spotify_api_base, spotify_token_url, deezer_api_base, itunes_api_base : str
+        Service endpoints.
+    allow_private_urls : bool
+        Fetch URLs on private and loopback networks.
+    allow_local_files : bool
+        Accept paths on this machine as queries.
+    http_timeout_s : float
+        Limit for one attempt of one request, in seconds.
+    http_retries : int
+        Further attempts after 429, 5xx, timeouts and connection errors.
+    max_retry_after_s : float
+        Longest ``Retry-After`` honoured, in seconds.
+    backoff_base_s : float
+        First backoff step, in seconds.
+    max_download_mb : float
+        Largest audio download, in MB (10**6 bytes).
+    audio_cache_mb : float
+        Audio cache cap, in MB.
+    deezer_quota_wait_s : float
+        Wait after Deezer's quota error before retrying.
+    ytdlp_section_s : float
+        Seconds yt-dlp downloads from the start of a track.
+    """
+
+    audio_cache_dir: Path
+    source_order: tuple[str, ...] = PREVIEW_SOURCES
+    spotify_client_id: str | None = None
+    spotify_client_secret: SecretStr | None = field(default=None, repr=False)
+    spotify_api_base: str = "https://api.spotify.com/v1/"
+    spotify_token_url: str = "https://accounts.spotify.com/api/token"
+    deezer_api_base: str = "https://api.deezer.com"
+    itunes_api_base: str = "https://itunes.apple.com"
+    allow_private_urls: bool = False
+    allow_local_files: bool = False
+    http_timeout_s: float = 10.0
+    http_retries: int = 3
+    max_retry_after_s: float = 30.0
+    backoff_base_s: float = 0.5
+    max_download_mb: float = 15.0
+    audio_cache_mb: float = 500.0
+    deezer_quota_wait_s: float = 5.0
+    ytdlp_section_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.source_order if name not in PREVIEW_SOURCES]
+        if unknown:
+            raise ValueError(f"unknown preview source(s) {unknown}; known: {PREVIEW_SOURCES}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, allow_local_files: bool = False) -> Self:
+        """The configuration described by the application settings.
+
+        Parameters
+        ----------
+        settings : Settings
+            The application settings.
+        allow_local_files : bool
+            Accept local paths as queries (the CLI sets it; the Discord bot must not).
+        """
+        return cls(
+            audio_cache_dir=settings.audio_cache_path,
+            source_order=tuple(settings.source_order),
+            spotify_client_id=settings.spotify_client_id,
+            spotify_client_secret=settings.spotify_client_secret,
+            spotify_api_base=settings.spotify_api_base,
+            spotify_token_url=settings.spotify_token_url,
+            deezer_api_base=settings.deezer_api_base,
+            itunes_api_base=settings.itunes_api_base,
+            allow_private_urls=settings.allow_private_urls,
+            allow_local_files=allow_local_files,
+            http_timeout_s=settings.http_timeout_s,
+            http_retries=settings.http_retries,
+            max_retry_after_s=settings.max_retry_after_s,
+            max_download_mb=settings.max_download_mb,
+            audio_cache_mb=settings.audio_cache_mb,
+        )
+
+    @property
+    def max_download_bytes(self) -> int:
+        """``max_download_mb`` in bytes."""
+        return int(self.max_download_mb * 1_000_000)
+
+    @property
+    def spotify_configured(self) -> bool:
+        """Whether both Spotify credentials are set."""
+        return bool(self.spotify_client_id and self.spotify_client_secret
+                    and self.spotify_client_secret.get_secret_value())
+
+
+class PreviewResolver:
+    """Turns a query into a :class:`Preview` (metadata plus a cached audio file).
+
+    Use as ``async with PreviewResolver(config) as resolver:`` (or call :meth:`aclose`).
+
+    Parameters
+    ----------
+    config : ResolverConfig
+        Endpoints, limits, source order, cache.
+    sources : mapping of str to PreviewSource, optional
+        Replacements for the built-in preview sources, by name (tests, extensions).
+    """
+
+    def __init__(self, config: ResolverConfig, *,
+                 sources: Mapping[str, PreviewSource] | None = None) -> None:
+        self.config = config
+        self.http = HttpClient(timeout_s=config.http_timeout_s, retries=config.http_retries,
+                               max_retry_after_s=config.max_retry_after_s,
+                               allow_private=config.allow_private_urls,
+                               backoff_base_s=config.backoff_base_s)
+        self.cache = AudioCache(config.audio_cache_dir,
+                                max_bytes=int(config.audio_cache_mb * 1_000_000))
+        self.deezer = DeezerSource(self.http, api_base=config.deezer_api_base,
+                                   max_bytes=config.max_download_bytes,
+                                   quota_wait_s=config.deezer_quota_wait_s)
+        self.itunes = ItunesSource(self.http, api_base=config.itunes_api_base,
+                                   max_bytes=config.max_download_bytes)
+        self.ytdlp = YtDlpSource(max_bytes=config.max_download_bytes,
+                                 timeout_s=config.http_timeout_s,
+                                 allow_private=config.allow_private_urls,
+                                 section_s=config.ytdlp_section_s)
+        self.local = LocalSource()
+        self.spotify: SpotifySource | None = None
+        if config.spotify_configured:
+            assert config.spotify_client_id and config.spotify_client_secret
+            self.spotify = SpotifySource(
+                config.spotify_client_id, config.spotify_client_secret,
+                api_base=config.spotify_api_base, token_url=config.spotify_token_url,
+                timeout_s=config.http_timeout_s, retries=config.http_retries,
+                max_retry_after_s=config.max_retry_after_s,
+                backoff_base_s=config.backoff_base_s)
+        self.sources: dict[str, PreviewSource] = {
+            "deezer": self.deezer, "itunes": self.itunes, "ytdlp": self.ytdlp}
+        self.sources.update(sources or {})
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP sessions."""
+        await self.http.close()
+        if self.spotify is not None:
+            self.spotify.close()
+
+    async def resolve(self, query: str) -> Preview:
+        """Find metadata and a preview file for a query.
+
+        Parameters
+        ----------
+        query : str
+            A local path (when allowed), a Spotify track URL/URI, a Deezer track URL, another
+            http(s) URL, or search text (``"Artist - Title"`` or free text).
+
+        Returns
+        -------
+        Preview
+            ``provider`` says which source served the audio; ``track`` is the best metadata
+            (Spotify's, with audio features where the app still has them, else Deezer's, else
+            that of the serving source).
+
+        Raises
+        ------
+        NoPreviewError
+            Every preview source failed; its message and ``reasons`` list why, per source.
+        TrackNotFoundError
+            The linked track does not exist, or a Spotify link without Spotify credentials.
+        UnsafeURLError
+            A URL that must not be fetched.
+        SourceError
+            The metadata source of a link failed (rate limit, outage).
+        ValueError
+            An empty query.
+        """
+        parsed = classify_query(query, allow_local_files=self.config.allow_local_files)
+        log.debug("resolving %s query %r", parsed.kind,
+                  safe_url(parsed.value) if parsed.kind is QueryKind.URL else parsed.value)
+        if parsed.kind is QueryKind.LOCAL:
+            return await self.local.preview(parsed.value)
+        if parsed.kind is QueryKind.URL:
+            return await self._resolve_url(parsed.value)
+        track: TrackInfo | None
+        if parsed.kind is QueryKind.SPOTIFY:
+            if self.spotify is None:
+                raise TrackNotFoundError(SOURCE, "a Spotify link needs Spotify credentials "
+                                                 "(MER_SPOTIFY_CLIENT_ID, "
+                                                 "MER_SPOTIFY_CLIENT_SECRET)")
+            track = await self._with_features(await self.spotify.track(parsed.value))
+        elif parsed.kind is QueryKind.DEEZER:
+            track = await self.deezer.track(parsed.value)
+        else:
+            track = await self._search_metadata(parsed)
+        wanted = Wanted(track=track, text=None if track else parsed.value)
+        return await self._fetch_in_order(wanted, self.config.source_order)
+
+    async def _with_features(self, track: TrackInfo) -> TrackInfo:
+        if self.spotify is None or track.provider != "spotify" or not track.provider_id:
+            return track
+        try:
+            features = await self.spotify.audio_features(track.provider_id)
+        except SourceError as exc:
+            log.info("spotify audio features unavailable: %s", exc)
+            return track
+        return dataclasses.replace(track, spotify_features=features) if features else track
+
+    async def _search_metadata(self, query: Query) -> TrackInfo | None:
+        """Spotify's (configured) or Deezer's idea of the searched track; None if neither."""
+        searchers: list[tuple[str, SpotifySource | DeezerSource]] = []
+        if self.spotify is not None:
+            searchers.append(("spotify", self.spotify))
+        searchers.append(("deezer", self.deezer))
+        for name, searcher in searchers:
+            try:
+                if isinstance(searcher, SpotifySource):
+                    results = await searcher.search_tracks(query.value)
+                else:
+                    results = await searcher.search(query.value)
+            except SourceError as exc:
+                log.info("%s search failed for %r: %s", name, query.value, exc)
+                continue
+            best = pick_best(results, artist=query.artist, title=query.title)
+            found = best or (results[0] if results else None)
+            if found is not None:
+                return await self._with_features(found)
+            log.info("%s: nothing found for %r", name, query.value)
+        return None
+
+    async def _fetch_in_order(self, wanted: Wanted, order: tuple[str, ...]) -> Preview:
+        reasons: dict[str, str] = {}
+        for name in order:
+            source = self.sources[name]
+            try:
+                fetched = await source.fetch(wanted)
+            except SourceError as exc:
+                log.info("preview source %s failed for %r: %s", name,
+                         wanted.search_text or safe_url(wanted.url or ""), exc)
+                reasons[name] = exc.reason
+                continue
+            return await self._store(wanted.track or fetched.track, fetched, name)
+        what = wanted.track.display_name if wanted.track else \
+            (wanted.search_text or safe_url(wanted.url or ""))
+        raise NoPreviewError(SOURCE, f"no preview found for {what!r}", reasons=reasons)
+
+    async def _store(self, track: TrackInfo, fetched: Fetched, provider: str) -> Preview:
+        cached = await asyncio.to_thread(self.cache.put, fetched.data, ext=fetched.ext)
+        log.info("preview of %r from %s (%d bytes)", track.display_name, provider,
+                 len(fetched.data))
+        return Preview(track=track, path=cached.path, provider=provider, sha256=cached.sha256)
+
+    async def _resolve_url(self, url: str) -> Preview:
+        """A direct audio file through the guarded HTTP client, anything else through yt-dlp."""
+        parsed = await self.http.check_url(url, source=SOURCE)
+        reasons: dict[str, str] = {}
+        if (parsed.host or "").lower() not in _YOUTUBE_HOSTS:
+            try:
+                data = await self.http.download(url, max_bytes=self.config.max_download_bytes)
+            except UnsafeURLError:
+                raise  # a redirect into a private network: yt-dlp must not try either
+            except SourceError as exc:
+                reasons["http"] = exc.reason  # a web page, or too large: yt-dlp may cope
+            else:
+                name = Path(unquote(parsed.path)).stem or (parsed.host or "audio")
+                artist, _, title = name.partition(" - ") if " - " in name else ("", "", name)
+                track = TrackInfo(title=title.strip(), artist=artist.strip(), provider="http",
+                                  provider_id=safe_url(parsed), url=safe_url(parsed))
+                return await self._store(track, Fetched(track, data), "http")
+        if "ytdlp" not in self.config.source_order:
+            reasons.setdefault("ytdlp", "disabled by source_order")
+            raise NoPreviewError(SOURCE, f"no audio at {safe_url(parsed)}", reasons=reasons)
+        try:
+            fetched = await self.sources["ytdlp"].fetch(Wanted(url=url))
+        except UnsafeURLError:
+            raise
+        except SourceError as exc:
+            reasons["ytdlp"] = exc.reason
+            raise NoPreviewError(SOURCE, f"no audio at {safe_url(parsed)}",
+                                 reasons=reasons) from exc
+        return await self._store(fetched.track, fetched, "ytdlp")
