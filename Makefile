@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	$(VENV)/bin/mer db upgrade
 	$(VENV)/bin/mer demo
 
 test: $(STAMP)

@@ -84,15 +84,15 @@ def bench_steady_throughput(models: Path | None, paths: list[str], workers: int
     from concurrent.futures import ProcessPoolExecutor
 
     from mer_models.config import AnalysisConfig
-    from mer_models.engine import _init_worker, _worker_classify
+    from mer_models.engine import classify_in_worker, init_worker
 
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker,
                              initargs=(models or MoodEngine().models_dir, AnalysisConfig(),
                                        True)) as pool:
-        list(pool.map(_worker_classify, paths[: workers * 2]))  # warm every worker
+        list(pool.map(classify_in_worker, paths[: workers * 2]))  # warm every worker
         start = time.perf_counter()
-        results = list(pool.map(_worker_classify, paths, chunksize=4))
+        results = list(pool.map(classify_in_worker, paths, chunksize=4))
         elapsed = time.perf_counter() - start
     return {"clips": len(paths), "workers": workers, "seconds": elapsed,
             "clips_per_s": len(paths) / elapsed,

@@ -169,7 +169,7 @@ def load_audio(
     label = name or source_name(source)
     _check_input(source, label)
     try:
-        with _quiet_stderr(), _open_soundfile(source) as snd:
+        with quiet_stderr(), _open_soundfile(source) as snd:
             limit = int(config.max_duration * snd.samplerate)
             data = snd.read(min(snd.frames, limit) if snd.frames > 0 else limit,
                             dtype="float32", always_2d=True)
@@ -196,7 +196,7 @@ def _check_input(source: AudioSource, label: str) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def quiet_stderr() -> Iterator[None]:
     """Silence C-level stderr (libmpg123 prints resync notes on seeks and damaged frames).
 
     File descriptor 2 is process-wide, so the swap is serialised with a lock.
@@ -227,7 +227,7 @@ def _open_soundfile(source: AudioSource) -> sf.SoundFile:
 def _windows_with_soundfile(
     source: AudioSource, label: str, config: AnalysisConfig
 ) -> WindowedAudio:
-    with _quiet_stderr(), _open_soundfile(source) as snd:
+    with quiet_stderr(), _open_soundfile(source) as snd:
         native_sr = snd.samplerate
         if snd.frames <= 0 or not snd.seekable():
             data = snd.read(int(config.max_duration * native_sr), dtype="float32",

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from mer_models.audio import AudioSource, WindowedAudio, load_windows, source_name
+from mer_models.audio import AudioSource, load_windows, source_name
 from mer_models.card import ModelCard, find_cards
 from mer_models.config import AnalysisConfig
 from mer_models.ensemble import DescriptorEnsemble
@@ -127,10 +127,15 @@ class MoodEngine:
         start = time.perf_counter()
         audio = load_windows(source, self.config, name=name)
         decoded = time.perf_counter()
-        probabilities, timings = self._predict(audio.windows)
+        probabilities, descriptors, timings = self._predict(audio.windows)
         timings = {"decode": (decoded - start) * 1e3, **timings,
                    "total": (time.perf_counter() - start) * 1e3}
-        return self._result(audio, probabilities, timings)
+        return MoodResult.from_arrays(
+            input=audio.source, window_probabilities=probabilities, starts=audio.starts,
+            window_seconds=self.config.window_seconds, models=self.versions,
+            timings_ms={k: round(v, 2) for k, v in timings.items()}, duration=audio.duration,
+            descriptors=dict(zip(DESCRIPTOR_NAMES, descriptors.tolist(), strict=True)),
+        )
 
     def classify_many(
         self, sources: Sequence[AudioSource], *, workers: int | None = None
@@ -156,23 +161,25 @@ class MoodEngine:
         context = multiprocessing.get_context("spawn")  # onnxruntime's threads do not fork
         with ProcessPoolExecutor(
             max_workers=min(workers, len(sources)), mp_context=context,
-            initializer=_init_worker, initargs=(self.models_dir, self.config, self.prefer_gpu),
+            initializer=init_worker, initargs=(self.models_dir, self.config, self.prefer_gpu),
         ) as pool:
             chunksize = max(1, len(sources) // (4 * workers))
-            return list(pool.map(_worker_classify, sources, chunksize=chunksize))
+            return list(pool.map(classify_in_worker, sources, chunksize=chunksize))
 
-    def _predict(self, windows: NDArray[np.float32]) -> tuple[NDArray[np.float64],
-                                                                 dict[str, float]]:
+    def _predict(self, windows: NDArray[np.float32]
+                 ) -> tuple[NDArray[np.float64], NDArray[np.float32], dict[str, float]]:
+        """Fused per-window probabilities, the clip descriptors, and stage timings (ms)."""
         t0 = time.perf_counter()
         features = extract_features(windows, self.config)
         t1 = time.perf_counter()
+        descriptors = clip_descriptors(features.descriptors)
         parts: list[tuple[float, NDArray[np.float64]]] = []
         if self.cldnn is not None:
             parts.append((self.cldnn.card.fusion_weight,
                           self.cldnn.predict(features.logmel).astype(np.float64)))
         t2 = time.perf_counter()
         if self.ensemble is not None:
-            clip = self.ensemble.predict(clip_descriptors(features.descriptors))[0]
+            clip = self.ensemble.predict(descriptors)[0]
             parts.append((self.ensemble.card.fusion_weight,
                           np.broadcast_to(clip.astype(np.float64), (len(windows), 4))))
         t3 = time.perf_counter()
@@ -182,15 +189,7 @@ class MoodEngine:
         fused = np.einsum("m,mwc->wc", weights, np.stack([p for _, p in parts])) / weights.sum()
         timings = {"features": (t1 - t0) * 1e3, "cldnn": (t2 - t1) * 1e3,
                    "ensemble": (t3 - t2) * 1e3}
-        return fused, timings
-
-    def _result(self, audio: WindowedAudio, probabilities: NDArray[np.float64],
-                timings: dict[str, float]) -> MoodResult:
-        return MoodResult.from_arrays(
-            input=audio.source, window_probabilities=probabilities, starts=audio.starts,
-            window_seconds=self.config.window_seconds, models=self.versions,
-            timings_ms={k: round(v, 2) for k, v in timings.items()}, duration=audio.duration,
-        )
+        return fused, descriptors, timings
 
 
 def _classify_or_error(engine: MoodEngine, source: AudioSource) -> MoodResult | Exception:
@@ -206,12 +205,15 @@ def _classify_or_error(engine: MoodEngine, source: AudioSource) -> MoodResult | 
 _worker_engine: MoodEngine | None = None
 
 
-def _init_worker(models_dir: Path, config: AnalysisConfig, prefer_gpu: bool) -> None:
+def init_worker(models_dir: Path, config: AnalysisConfig, prefer_gpu: bool = True) -> None:
+    """Initializer of a worker process: load the models once (one onnxruntime thread)."""
     global _worker_engine
     _worker_engine = MoodEngine(models_dir, config=config, threads=1, prefer_gpu=prefer_gpu)
     _worker_engine.warm_up()
 
 
-def _worker_classify(source: AudioSource) -> MoodResult | Exception:
-    assert _worker_engine is not None, "worker used before its initializer ran"
+def classify_in_worker(source: AudioSource) -> MoodResult | Exception:
+    """Classify in a process set up by :func:`init_worker`; errors are returned, not raised."""
+    if _worker_engine is None:
+        raise RuntimeError("classify_in_worker called in a process without init_worker")
     return _classify_or_error(_worker_engine, source)

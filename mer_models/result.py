@@ -43,6 +43,8 @@ class MoodResult:
         Milliseconds spent per stage (decode, features, cldnn, ensemble, total).
     duration : float
         Analysed duration of the input in seconds.
+    descriptors : dict
+        The clip's descriptor vector by name (what the ensemble saw); not part of the JSON.
     """
 
     input: str
@@ -51,6 +53,7 @@ class MoodResult:
     models: dict[str, str | None]
     timings_ms: dict[str, float] = field(default_factory=dict)
     duration: float = 0.0
+    descriptors: dict[str, float] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_arrays(
@@ -63,6 +66,7 @@ class MoodResult:
         models: dict[str, str | None],
         timings_ms: dict[str, float],
         duration: float,
+        descriptors: dict[str, float] | None = None,
     ) -> MoodResult:
         """Build a result from per-window probabilities (n_windows, 4) in Q1..Q4 order."""
         rows = np.asarray(window_probabilities, dtype=np.float64)
@@ -76,7 +80,7 @@ class MoodResult:
             for s, row in zip(starts, rows, strict=True)
         ]
         return cls(input=input, probabilities=_as_dict(clip), windows=windows, models=models,
-                   timings_ms=timings_ms, duration=duration)
+                   timings_ms=timings_ms, duration=duration, descriptors=descriptors or {})
 
     @property
     def quadrant(self) -> Quadrant:

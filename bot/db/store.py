@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -374,6 +374,21 @@ class Store:
         """
         async with self._sessions() as session:
             return await session.scalar(select(func.count()).select_from(Prediction)) or 0
+
+    async def forget_analysis(self, track_id: int) -> int:
+        """Delete a track's predictions and our descriptors (its audio changed).
+
+        Returns
+        -------
+        int
+            Predictions deleted.
+        """
+        async with self._sessions() as session, session.begin():
+            deleted = await session.execute(
+                delete(Prediction).where(Prediction.track_id == track_id))
+            await session.execute(delete(AudioFeatures).where(
+                AudioFeatures.track_id == track_id, AudioFeatures.kind == "descriptors"))
+            return int(getattr(deleted, "rowcount", 0) or 0)
 
     # --- feedback -------------------------------------------------------------------------
 

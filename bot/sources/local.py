@@ -11,6 +11,7 @@ import soundfile as sf
 from bot.sources.errors import NotAudioError, TrackNotFoundError
 from bot.sources.models import Preview, TrackInfo
 from bot.sources.sniff import sniff_audio
+from mer_models.audio import quiet_stderr
 
 SOURCE = "local"
 #: Extensions accepted even when the first bytes are not recognised (ffmpeg decodes them).
@@ -65,7 +66,8 @@ class LocalSource:
         if " - " in file.stem:
             artist, title = (part.strip() for part in file.stem.split(" - ", 1))
         try:
-            duration: float | None = float(sf.info(str(file)).duration)
+            with quiet_stderr():  # libmpg123 prints resync notes on damaged files
+                duration: float | None = float(sf.info(str(file)).duration)
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
             duration = None  # not a libsndfile format (m4a ...): not worth an ffmpeg run
         resolved = file.resolve()

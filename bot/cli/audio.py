@@ -1,18 +1,17 @@
-"""The ``mer`` command line: classify audio files, show the model cards, try the demo library,
-manage the database schema (``mer db``)."""
+"""``mer classify``, ``mer models``, ``mer spotify``, ``mer demo``: the engine's commands."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from bot.cli.common import app, fail, out, results_table
 from bot.settings import get_settings
 from mer_models.card import ModelCard, find_cards
 from mer_models.config import AnalysisConfig
@@ -21,14 +20,8 @@ from mer_models.moods import Quadrant
 from mer_models.result import MoodResult
 
 if TYPE_CHECKING:
+    from bot.service import TrackMood
     from mer_models.engine import MoodEngine
-
-app = typer.Typer(help="Mood of music: classify audio into happy, tense, sad or calm.",
-                  no_args_is_help=True, add_completion=False)
-db_app = typer.Typer(help="The database schema: upgrade, downgrade, show the revision.",
-                     no_args_is_help=True)
-app.add_typer(db_app, name="db")
-out = Console()
 
 #: Batches at least this large are spread over worker processes (each costs ~2 s to start).
 _POOL_THRESHOLD = 8
@@ -43,63 +36,104 @@ def _engine(models_dir: Path | None, windows: int | None) -> MoodEngine:
                       threads=settings.threads, prefer_gpu=settings.prefer_gpu)
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=1)
-
-
-def _table(results: list[MoodResult], title: str | None = None) -> Table:
-    table = Table(title=title, header_style="bold")
-    for column in ("input", "mood", "quadrant"):
-        table.add_column(column, overflow="fold")
-    for column in ("P(Q1)", "P(Q2)", "P(Q3)", "P(Q4)", "valence", "arousal", "conf.", "ms"):
-        table.add_column(column, justify="right")
-    for r in results:
-        p = r.probabilities
-        table.add_row(r.input, r.mood, r.quadrant.value,
-                      *(f"{p[q]:.2f}" for q in ("Q1", "Q2", "Q3", "Q4")),
-                      f"{r.valence:.2f}", f"{r.arousal:.2f}", f"{r.confidence:.2f}",
-                      f"{r.timings_ms.get('total', 0):.0f}")
-    return table
-
-
 def _classify_all(paths: list[Path], models_dir: Path | None, windows: int | None,
                   workers: int | None) -> list[MoodResult | Exception]:
     try:
         engine = _engine(models_dir, windows)
     except MerError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     workers = workers if workers is not None else (get_settings().workers or None)
     if len(paths) >= _POOL_THRESHOLD and workers != 1:
         return engine.classify_many([str(p) for p in paths], workers=workers)
     return engine.classify_many([str(p) for p in paths], workers=1)
 
 
+def looks_like_file(text: str) -> bool:
+    """Whether an input names a local file (else it is search text or a URL)."""
+    if "://" in text or text.startswith(("spotify:", "www.")):
+        return False
+    path = Path(text).expanduser()
+    return (path.exists() or path.suffix.lower() in _AUDIO_SUFFIXES
+            or text.startswith(("/", "./", "../", "~")))
+
+
+_AUDIO_SUFFIXES = frozenset({".mp3", ".wav", ".flac", ".ogg", ".opus", ".m4a", ".aac", ".aif",
+                             ".aiff", ".wma", ".webm", ".mp4"})
+
+
+async def _classify_queries(queries: list[str], models_dir: Path | None
+                            ) -> list[TrackMood | Exception]:
+    from bot.db.errors import StorageError
+    from bot.service import MoodService, ServiceError
+
+    settings = get_settings()
+    if models_dir is not None:
+        settings = settings.model_copy(update={"models_dir": models_dir})
+    try:
+        service = await MoodService.create(settings, allow_local_files=True, workers=1)
+    except (StorageError, MerError) as exc:
+        raise fail(str(exc)) from exc
+    async with service:
+        outcomes = await asyncio.gather(*(service.classify(q) for q in queries),
+                                        return_exceptions=True)
+    return [o if isinstance(o, ServiceError) or not isinstance(o, BaseException) else
+            RuntimeError(f"internal error ({type(o).__name__})") for o in outcomes]
+
+
 @app.command()
 def classify(
-    paths: Annotated[list[Path], typer.Argument(help="Audio files (mp3, wav, flac, ogg, opus, "
-                                                     "m4a, ...).")],
+    inputs: Annotated[list[str], typer.Argument(
+        help="Audio files (mp3, wav, flac, ogg, opus, m4a, ...), search text "
+             "(\"Artist - Title\") or track URLs (Spotify, Deezer, YouTube, ...).",
+        metavar="INPUT...")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input per line.")
                        ] = False,
     models_dir: Annotated[Path | None, typer.Option("--models", help="Folder of model cards.")
                           ] = None,
     windows: Annotated[int | None, typer.Option(min=1, max=64, help="Windows per clip.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes for large "
-                                                           "batches (default: all cores).")
-                       ] = None,
+                                                           "batches of files (default: all "
+                                                           "cores).")] = None,
 ) -> None:
-    """Classify the mood of audio files."""
-    results = _classify_all(paths, models_dir, windows, workers)
-    ok = [r for r in results if isinstance(r, MoodResult)]
-    for result in results:
+    """Classify the mood of audio files, or of tracks named by search text or URL.
+
+    Files are analysed directly. Search text and URLs are resolved through the configured
+    sources (Spotify, Deezer, iTunes, yt-dlp), and the result is stored in the database:
+    asking again answers from it.
+    """
+    files = [i for i in inputs if looks_like_file(i)]
+    queries = [i for i in inputs if not looks_like_file(i)]
+    by_input: dict[str, MoodResult | Exception] = {}
+    if files:
+        by_input.update(zip(files, _classify_all([Path(f) for f in files], models_dir,
+                                                 windows, workers), strict=True))
+    extra: dict[str, dict[str, object]] = {}
+    if queries:
+        for query, outcome in zip(queries, asyncio.run(_classify_queries(queries, models_dir)),
+                                  strict=True):
+            if isinstance(outcome, Exception):
+                by_input[query] = outcome
+            else:
+                by_input[query] = outcome.result
+                extra[query] = {"id": outcome.track_id, "title": outcome.title,
+                                "artist": outcome.artist, "provider": outcome.provider,
+                                "cached": outcome.cached}
+    ok: list[MoodResult] = []
+    for item in inputs:
+        result = by_input[item]
         if isinstance(result, MoodResult):
+            ok.append(result)
             if as_json:
-                print(json.dumps(result.to_json()), flush=True)
+                obj = result.to_json()
+                if item in extra:
+                    obj["track"] = extra[item]
+                print(json.dumps(obj), flush=True)
         else:
-            typer.echo(f"error: {result}", err=True)
+            typer.echo(f"error: {result}" if isinstance(result, MerError) or item in files
+                       else f"error: {item}: {result}", err=True)
     if ok and not as_json:
-        out.print(_table(ok))
-    if len(ok) != len(results):
+        out.print(results_table(ok))
+    if len(ok) != len(inputs):
         raise typer.Exit(code=1)
 
 
@@ -113,7 +147,7 @@ def models(
     try:
         engine = _engine(models_dir, None)
     except MerError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     cards = [ModelCard.load(path) for path in find_cards(engine.models_dir).values()]
     if as_json:
         print(json.dumps([c.model_dump(mode="json") for c in cards], indent=2))
@@ -148,7 +182,7 @@ def spotify(
     folder = models_dir or get_settings().models_dir or DEFAULT_MODELS_DIR
     card = find_cards(folder).get("spotify-ensemble")
     if card is None:
-        raise _fail(f"{folder}: no Spotify-feature model (train it: python -m train "
+        raise fail(f"{folder}: no Spotify-feature model (train it: python -m train "
                     "reproduce-seed)")
     text = sys.stdin.read() if features == "-" else features
     try:
@@ -157,7 +191,7 @@ def spotify(
             raise ValueError("expected a JSON object")
         probabilities = SpotifyFeatureModel(card).predict(values)
     except (ValueError, MerError) as exc:
-        raise _fail(f"spotify features: {exc}") from exc
+        raise fail(f"spotify features: {exc}") from exc
     quadrant = Quadrant(max(probabilities, key=probabilities.__getitem__))
     print(json.dumps({"mood": quadrant.mood, "quadrant": quadrant.value,
                       "probabilities": {k: round(v, 4) for k, v in probabilities.items()},
@@ -174,7 +208,7 @@ def demo(
     try:
         from immich_memories_music import tracks_dir
     except ImportError as exc:
-        raise _fail("the demo library is not installed: pip install immich-memories-music"
+        raise fail("the demo library is not installed: pip install immich-memories-music"
                     ) from exc
     paths = sorted(tracks_dir().glob("*/*.opus"))
     results = _classify_all(paths, models_dir, None, None)
@@ -187,99 +221,4 @@ def demo(
                                  duration=result.duration))
         else:
             typer.echo(f"error: {result}", err=True)
-    out.print(_table(ok, title="Demo library: folder = the track's intended mood"))
-
-
-def _database() -> tuple[str, str]:
-    """The database URL from the settings, and its printable form (password hidden)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    url = get_settings().resolved_database_url()
-    try:
-        shown = make_url(url).render_as_string(hide_password=True)
-    except ArgumentError as exc:
-        raise _fail(f"MER_DATABASE_URL: {exc}") from exc
-    return url, shown
-
-
-def _migrate_errors() -> tuple[type[Exception], ...]:
-    from alembic.util.exc import CommandError
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from bot.db.errors import StorageError
-
-    return (StorageError, CommandError, SQLAlchemyError, ImportError, OSError)
-
-
-def _revision_label(revision: str | None, head: str) -> str:
-    if revision is None:
-        return "no schema (empty database)"
-    return f"{revision} (head)" if revision == head else f"{revision} (head is {head})"
-
-
-@db_app.command("upgrade")
-def db_upgrade(
-    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
-) -> None:
-    """Create or upgrade the database schema (MER_DATABASE_URL, or mood.db in MER_DATA_DIR)."""
-    from bot.db import migrate
-
-    url, shown = _database()
-    try:
-        before = migrate.current_revision(url)
-        migrate.upgrade(url, revision, busy_timeout_ms=get_settings().sqlite_busy_timeout_ms)
-        after = migrate.current_revision(url)
-        head = migrate.head_revision()
-    except _migrate_errors() as exc:
-        raise _fail(f"{shown}: upgrade to {revision} failed: {exc}") from exc
-    if before == after:
-        typer.echo(f"{shown}: already at {_revision_label(after, head)}")
-    else:
-        typer.echo(f"{shown}: upgraded from {before or 'empty'} to {_revision_label(after, head)}")
-
-
-@db_app.command("downgrade")
-def db_downgrade(
-    revision: Annotated[str, typer.Argument(help="Target revision: an id, base (drops every "
-                                                 "table and its data), or -- -1 (one step).")],
-) -> None:
-    """Downgrade the database schema."""
-    from bot.db import migrate
-
-    url, shown = _database()
-    try:
-        before = migrate.current_revision(url)
-        migrate.downgrade(url, revision, busy_timeout_ms=get_settings().sqlite_busy_timeout_ms)
-        after = migrate.current_revision(url)
-        head = migrate.head_revision()
-    except _migrate_errors() as exc:
-        raise _fail(f"{shown}: downgrade to {revision} failed: {exc}") from exc
-    if before == after:
-        typer.echo(f"{shown}: already at {_revision_label(after, head)}")
-    else:
-        typer.echo(f"{shown}: downgraded from {before} to {_revision_label(after, head)}")
-
-
-@db_app.command("current")
-def db_current() -> None:
-    """Show the revision the database schema is at, and the one the code needs."""
-    from bot.db import migrate
-
-    url, shown = _database()
-    try:
-        current = migrate.current_revision(url)
-        head = migrate.head_revision()
-    except _migrate_errors() as exc:
-        raise _fail(f"{shown}: {exc}") from exc
-    typer.echo(f"{shown}: {_revision_label(current, head)}")
-
-
-def main() -> None:
-    """Entry point with logging configured."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app()
-
-
-if __name__ == "__main__":
-    main()
+    out.print(results_table(ok, title="Demo library: folder = the track's intended mood"))
