@@ -84,13 +84,13 @@ def _window_f1(p: NDArray[np.float32], y: NDArray[np.integer]) -> float:
 
 # --- ensemble ---------------------------------------------------------------------------------
 
-def run_ensemble(data: Data, run_dir: Path, *, n_jobs: int = 2, version: str = "1"
-                 ) -> dict[str, Any]:
+def run_ensemble(data: Data, run_dir: Path, *, n_jobs: int = 2, version: str = "1",
+                 grid: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     """Grid search over the folds, out-of-fold probabilities, final model refit on all clips."""
     from sklearn.model_selection import PredefinedSplit, cross_val_predict
 
     x, y = data.clip_descriptors(), np.array([f"Q{i + 1}" for i in data.labels])
-    search = grid_search(x, y, data.folds, n_jobs=n_jobs)
+    search = grid_search(x, y, data.folds, n_jobs=n_jobs, grid=grid)
     best = search.best_estimator_
     oof = cross_val_predict(best, x, y, cv=PredefinedSplit(data.folds), method="predict_proba",
                             n_jobs=n_jobs)
