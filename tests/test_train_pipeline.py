@@ -56,7 +56,7 @@ def fake_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_missing_data_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(DataMissingError, match="splits.csv"):
+    with pytest.raises(DataMissingError, match=r"splits\.csv"):
         load_4q(tmp_path)
 
 
