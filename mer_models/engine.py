@@ -208,6 +208,11 @@ _worker_engine: MoodEngine | None = None
 def init_worker(models_dir: Path, config: AnalysisConfig, prefer_gpu: bool = True) -> None:
     """Initializer of a worker process: load the models once (one onnxruntime thread)."""
     global _worker_engine
+    from threadpoolctl import threadpool_limits
+
+    # One process per core: BLAS/OpenMP threads inside each worker would only fight over the
+    # same cores (measured: 9.0 clips/s with them, 21 without, docs/BENCHMARKS.md).
+    threadpool_limits(limits=1)
     _worker_engine = MoodEngine(models_dir, config=config, threads=1, prefer_gpu=prefer_gpu)
     _worker_engine.warm_up()
 

@@ -49,9 +49,9 @@ def fake_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rng = np.random.default_rng(0)
     with (root / "4q" / "features_official_top100.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["SongID", *(f"F{i}" for i in range(100))])
+        writer.writerow(["SongID", *(f"F{i}" for i in range(100)), "Quadrant"])
         for song, q, _, _ in rows:
-            writer.writerow([song, *(rng.normal(int(q[1]), 1.0, 100).round(4))])
+            writer.writerow([song, *(rng.normal(int(q[1]), 1.0, 100).round(4)), q])
     return root
 
 

@@ -190,12 +190,12 @@ def run_reference(data: Data, run_dir: Path, root: Path = DEFAULT_DATA_ROOT) -> 
 
     table = root / "4q" / "features_official_top100.csv"
     with table.open(newline="", encoding="utf-8") as handle:
-        rows = {r[0]: r[1:] for r in csv.reader(handle)}
-    rows.pop("SongID", None)
+        reader = csv.DictReader(handle)
+        columns = [c for c in reader.fieldnames or () if c not in ("SongID", "Quadrant")]
+        rows = {r["SongID"]: [r[c] for c in columns] for r in reader}
     x = np.array([[float(v) for v in rows[c.song_id]] for c in data.clips])
     x = np.nan_to_num(x)
-    svm = make_pipeline(StandardScaler(), SVC(kernel="rbf", class_weight="balanced",
-                                              probability=False))
+    svm = make_pipeline(StandardScaler(), SVC(kernel="rbf", class_weight="balanced"))
     search = GridSearchCV(svm, {"svc__C": [0.5, 1, 2, 4, 8], "svc__gamma": ["scale", 0.005]},
                           scoring="f1_macro", cv=PredefinedSplit(data.folds), n_jobs=2)
     search.fit(x, data.labels)
