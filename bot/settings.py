@@ -109,13 +109,19 @@ class Settings(BaseSettings):
         return self.database_url or default_database_url(self.data_dir)
 
     @field_validator("spotify_client_id", "spotify_client_secret", "audio_cache_dir",
-                     mode="before")
+                     "models_dir", "discord_token", "database_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         # An empty line in .env (``MER_AUDIO_CACHE_DIR=``) means "not set", not Path(".").
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @field_validator("data_dir", "models_dir", "audio_cache_dir")
+    @classmethod
+    def _expand_user(cls, value: Path | None) -> Path | None:
+        # .env.example writes MER_DATA_DIR=~/...; the shell does not expand it in .env files.
+        return value.expanduser() if value is not None else None
 
     @field_validator("source_order", mode="before")
     @classmethod
