@@ -23,6 +23,8 @@ TRUSTED_TYPES: Final[tuple[str, ...]] = (
     "imblearn.pipeline.Pipeline",
     "sklearn.calibration._CalibratedClassifier",  # the Spotify model's calibrated SVM
     "sklearn.calibration._SigmoidCalibration",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",  # SMOTE's neighbour index on
+    "sklearn.neighbors._kd_tree.KDTree",  # tables large enough for a KD-tree
     "sklearn.tree._tree.Tree",
     "sklearn.utils._bunch.Bunch",
 )
