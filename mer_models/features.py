@@ -193,17 +193,21 @@ def _spectral_shape(
     array, which cost 4x more than the arithmetic here (measured, bench/classify.py profile).
     """
     f = freqs.astype(np.float64)
+    # Sums over the frequency axis are matrix products with a vector: numpy's strided
+    # reductions over axis 1 cost 5-10x more here (measured, docs/BENCHMARKS.md).
+    ones = np.ones(magnitude.shape[1], dtype=np.float64)
     # Moments in float64: E[f^2] - E[f]^2 cancels badly in float32 for narrow high tones.
     mag64 = magnitude.astype(np.float64)
-    total = np.maximum(mag64.sum(axis=1), np.finfo(np.float64).tiny)  # (n, frames)
+    total = np.maximum(ones @ mag64, np.finfo(np.float64).tiny)  # (n, frames)
     centroid = (f @ mag64) / total
     second_moment = ((f * f) @ mag64) / total
     bandwidth = np.sqrt(np.maximum(second_moment - centroid**2, 0.0))
     cumulative = np.cumsum(magnitude, axis=1)
-    rolloff_bin = (cumulative < 0.85 * cumulative[:, -1:, :]).sum(axis=1)
+    below = cumulative < 0.85 * cumulative[:, -1:, :]
+    rolloff_bin = (ones.astype(np.float32) @ below.astype(np.float32)).astype(np.int64)
     rolloff = f[np.minimum(rolloff_bin, len(f) - 1)]
-    floored = np.maximum(power, np.float32(1e-10))
-    flatness = np.exp(np.log(floored).mean(axis=1)) / floored.mean(axis=1)
+    floored = np.maximum(power, np.float32(1e-10)).astype(np.float64)
+    flatness = np.exp((ones @ np.log(floored)) / len(ones)) / ((ones @ floored) / len(ones))
     return np.stack([centroid, bandwidth, rolloff, flatness], axis=1)
 
 
@@ -255,7 +259,8 @@ def _rhythm_descriptors(logmel: NDArray[np.float32], config: AnalysisConfig) -> 
 def _dynamics_descriptors(power: NDArray[np.float32], config: AnalysisConfig
                           ) -> NDArray[np.float64]:
     # Frame RMS from the power spectrum (Parseval), as librosa.feature.rms(S=...) computes it.
-    rms_db = _to_db(power.mean(axis=1) * 2 / config.n_fft**2, -120.0).astype(np.float64)
+    mean_power = np.ones(power.shape[1], dtype=np.float32) @ power / power.shape[1]
+    rms_db = _to_db(mean_power * 2 / config.n_fft**2, -120.0).astype(np.float64)
     p95, p5 = np.percentile(rms_db, [95, 5], axis=-1)
     low_energy = (rms_db < rms_db.mean(axis=-1, keepdims=True)).mean(axis=-1)
     return np.stack([rms_db.mean(axis=-1), rms_db.std(axis=-1), p95 - p5, low_energy], axis=1)
