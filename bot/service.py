@@ -144,8 +144,9 @@ class MoodService:
                 await upgrade_async(db)
             await check_schema(db)
             config = AnalysisConfig(n_windows=settings.n_windows)
-            engine = MoodEngine(settings.models_dir, config=config, threads=settings.threads,
-                                prefer_gpu=settings.prefer_gpu)
+            engine = await asyncio.to_thread(  # loads and hashes the models: off the loop
+                MoodEngine, settings.models_dir, config=config, threads=settings.threads,
+                prefer_gpu=settings.prefer_gpu)
         except BaseException:
             await db.dispose()
             raise
@@ -215,7 +216,7 @@ class MoodService:
         """
         if not directory.is_dir():
             raise ServiceError(f"{directory}: not a directory")
-        paths = audio_files(directory)
+        paths = await asyncio.to_thread(audio_files, directory)  # a big library: not on the loop
         report = ScanReport()
         done = 0
 

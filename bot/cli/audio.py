@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -22,6 +23,8 @@ from mer_models.result import MoodResult
 if TYPE_CHECKING:
     from bot.service import TrackMood
     from mer_models.engine import MoodEngine
+
+logger = logging.getLogger(__name__)
 
 #: Batches at least this large are spread over worker processes (each costs ~2 s to start).
 _POOL_THRESHOLD = 8
@@ -76,8 +79,14 @@ async def _classify_queries(queries: list[str], models_dir: Path | None
     async with service:
         outcomes = await asyncio.gather(*(service.classify(q) for q in queries),
                                         return_exceptions=True)
-    return [o if isinstance(o, ServiceError) or not isinstance(o, BaseException) else
-            RuntimeError(f"internal error ({type(o).__name__})") for o in outcomes]
+    results: list[TrackMood | Exception] = []
+    for query, outcome in zip(queries, outcomes, strict=True):
+        if isinstance(outcome, BaseException) and not isinstance(outcome, ServiceError):
+            # A bug, not a user error: the traceback goes to the log, a short line to the user.
+            logger.error("classifying %r failed", query, exc_info=outcome)
+            outcome = ServiceError(f"internal error ({type(outcome).__name__})")
+        results.append(outcome)
+    return results
 
 
 @app.command()
