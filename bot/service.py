@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Self
 
 from bot.db.engine import create_engine, make_sessionmaker
+from bot.db.errors import ModelConflictError
 from bot.db.migrate import check_schema, upgrade_async
 from bot.db.models import Prediction, Track
 from bot.db.store import Store, file_fingerprint
@@ -163,7 +164,17 @@ class MoodService:
         service = cls(settings=settings, store=Store(make_sessionmaker(db)), resolver=resolver,
                       engine=engine, executor=executor)
         service._disposers.append(db.dispose)
+        await service._register_live_models()
         return service
+
+    async def _register_live_models(self) -> None:
+        """Record the loaded models in the registry, marked live."""
+        for card in self.engine.cards:
+            try:
+                await self.store.register_model(card.name, card.version, card.kind,
+                                                card.sha256, card.metrics, live=True)
+            except ModelConflictError as exc:  # same name-version, other file: keep serving
+                logger.warning("model registry: %s", exc)
 
     async def __aenter__(self) -> Self:
         return self

@@ -116,6 +116,11 @@ async def test_out_of_date_schema_is_refused(tmp_path: Path, tiny_models_dir: Pa
     upgraded = _settings(tmp_path, tiny_models_dir, auto_upgrade=True)
     async with await MoodService.create(upgraded) as service:
         assert service.versions["cldnn"] == "mood-4q-cldnn-test"
+        live = await service.store.live_models()
+        assert {(m.kind, m.name, m.version) for m in live} == {
+            ("cldnn", "mood-4q-cldnn", "test"), ("ensemble", "mood-4q-ensemble", "test")}
+    async with await MoodService.create(upgraded) as service:  # a restart registers nothing new
+        assert len(await service.store.live_models()) == 2
 
 
 async def test_search_text_through_fake_deezer(settings: Settings) -> None:
