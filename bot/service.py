@@ -26,7 +26,7 @@ from bot.db.models import Prediction, Track
 from bot.db.store import Store, file_fingerprint
 from bot.settings import Settings
 from bot.sources.errors import SourceError
-from bot.sources.local import LocalSource
+from bot.sources.local import AUDIO_EXTENSIONS, LocalSource
 from bot.sources.models import Preview, TrackInfo
 from bot.sources.resolver import PreviewResolver, ResolverConfig
 from mer_models.audio import AudioSource
@@ -41,9 +41,6 @@ logger = logging.getLogger(__name__)
 #: bot.sources names the provider that served metadata; the database names the source kind.
 _DB_PROVIDER = {"spotify": "spotify", "deezer": "deezer", "itunes": "itunes",
                 "ytdlp": "youtube", "http": "url", "local": "local"}
-#: File types `scan` picks up.
-LIBRARY_EXTENSIONS = frozenset({".mp3", ".flac", ".ogg", ".opus", ".wav", ".m4a", ".aac",
-                                ".aiff", ".aif", ".wma", ".webm"})
 
 
 class ServiceError(Exception):
@@ -311,7 +308,7 @@ class MoodService:
     async def _classify_audio(self, source: AudioSource) -> MoodResult | Exception:
         loop = asyncio.get_running_loop()
         if self._executor is None:
-            return await asyncio.to_thread(_classify_here, self.engine, source)
+            return await asyncio.to_thread(self.engine.try_classify, source)
         return await loop.run_in_executor(self._executor, classify_in_worker, source)
 
     async def _track_row(self, info: TrackInfo, preview: Preview) -> Track:
@@ -333,13 +330,6 @@ class MoodService:
         return track
 
 
-def _classify_here(engine: MoodEngine, source: AudioSource) -> MoodResult | Exception:
-    try:
-        return engine.classify(source)
-    except MerError as exc:
-        return exc
-
-
 def _reason(error: MerError) -> str:
     return getattr(error, "reason", None) or str(error)
 
@@ -357,4 +347,4 @@ def _from_row(track: Track, row: Prediction, name: str) -> TrackMood:
 def audio_files(directory: Path) -> list[Path]:
     """Audio files below a folder, in a stable order."""
     return sorted(p for p in directory.rglob("*")
-                  if p.suffix.lower() in LIBRARY_EXTENSIONS and p.is_file())
+                  if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())

@@ -137,6 +137,22 @@ class MoodEngine:
             descriptors=dict(zip(DESCRIPTOR_NAMES, descriptors.tolist(), strict=True)),
         )
 
+    def try_classify(self, source: AudioSource) -> MoodResult | Exception:
+        """:meth:`classify`, returning the error instead of raising it.
+
+        An :class:`MerError` comes back as it is; anything else (a bug) is logged with its
+        traceback and comes back as a :class:`MerError` naming the input, so one broken input
+        never sinks a batch.
+        """
+        try:
+            return self.classify(source)
+        except MerError as exc:
+            return exc
+        except Exception as exc:
+            logger.exception("unexpected error on %s", source_name(source))
+            return MerError(f"{source_name(source)}: internal error "
+                            f"({type(exc).__name__}: {exc})")
+
     def classify_many(
         self, sources: Sequence[AudioSource], *, workers: int | None = None
     ) -> list[MoodResult | Exception]:
@@ -157,7 +173,7 @@ class MoodEngine:
         """
         workers = workers or os.cpu_count() or 1
         if workers <= 1 or len(sources) <= 1:
-            return [_classify_or_error(self, s) for s in sources]
+            return [self.try_classify(s) for s in sources]
         context = multiprocessing.get_context("spawn")  # onnxruntime's threads do not fork
         with ProcessPoolExecutor(
             max_workers=min(workers, len(sources)), mp_context=context,
@@ -192,16 +208,6 @@ class MoodEngine:
         return fused, descriptors, timings
 
 
-def _classify_or_error(engine: MoodEngine, source: AudioSource) -> MoodResult | Exception:
-    try:
-        return engine.classify(source)
-    except MerError as exc:
-        return exc
-    except Exception as exc:  # one broken input must not sink the batch
-        logger.exception("unexpected error on %s", source_name(source))
-        return MerError(f"{source_name(source)}: internal error ({type(exc).__name__}: {exc})")
-
-
 _worker_engine: MoodEngine | None = None
 
 
@@ -221,4 +227,4 @@ def classify_in_worker(source: AudioSource) -> MoodResult | Exception:
     """Classify in a process set up by :func:`init_worker`; errors are returned, not raised."""
     if _worker_engine is None:
         raise RuntimeError("classify_in_worker called in a process without init_worker")
-    return _classify_or_error(_worker_engine, source)
+    return _worker_engine.try_classify(source)

@@ -11,6 +11,7 @@ import pytest
 from mer_models.card import ModelCard
 from mer_models.config import AnalysisConfig
 from mer_models.engine import MoodEngine
+from mer_models.ensemble import TRUSTED_TYPES
 from mer_models.errors import (
     AudioDecodeError,
     AudioNotFoundError,
@@ -128,9 +129,7 @@ def test_ensemble_with_untrusted_types_is_refused(tiny_models_dir: Path, tmp_pat
     from train.ensemble import save_ensemble
 
     card = ModelCard.load(next(tiny_models_dir.glob("mood-4q-ensemble-*.json")))
-    trusted = sio.load(tiny_models_dir / card.artifact, trusted=[
-        "imblearn.over_sampling._smote.base.SMOTE", "imblearn.pipeline.Pipeline",
-        "sklearn.tree._tree.Tree", "sklearn.utils._bunch.Bunch"])
+    trusted = sio.load(tiny_models_dir / card.artifact, trusted=list(TRUSTED_TYPES))
     # A function of the os module hidden in a pipeline: exactly what skops must refuse.
     evil = make_pipeline(FunctionTransformer(np.asarray), trusted)
     evil.steps[0][1].func = shutil.rmtree  # type: ignore[attr-defined]

@@ -53,15 +53,13 @@ def _classify_all(paths: list[Path], models_dir: Path | None, windows: int | Non
 
 def looks_like_file(text: str) -> bool:
     """Whether an input names a local file (else it is search text or a URL)."""
+    from bot.sources.local import AUDIO_EXTENSIONS  # bot.sources loads yt-dlp: only when used
+
     if "://" in text or text.startswith(("spotify:", "www.")):
         return False
     path = Path(text).expanduser()
-    return (path.exists() or path.suffix.lower() in _AUDIO_SUFFIXES
+    return (path.exists() or path.suffix.lower() in AUDIO_EXTENSIONS
             or text.startswith(("/", "./", "../", "~")))
-
-
-_AUDIO_SUFFIXES = frozenset({".mp3", ".wav", ".flac", ".ogg", ".opus", ".m4a", ".aac", ".aif",
-                             ".aiff", ".wma", ".webm", ".mp4"})
 
 
 async def _classify_queries(queries: list[str], models_dir: Path | None
