@@ -80,19 +80,14 @@ def bench_throughput(engine: MoodEngine, paths: list[str], workers: int) -> dict
 def bench_steady_throughput(models: Path | None, paths: list[str], workers: int
                             ) -> dict[str, float]:
     """Clips/s of ``workers`` warm processes, pool start-up excluded."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     from mer_models.config import AnalysisConfig
-    from mer_models.engine import classify_in_worker, init_worker
+    from mer_models.pool import EngineSpec, WorkerPool
 
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker,
-                             initargs=(models or MoodEngine().models_dir, AnalysisConfig(),
-                                       True)) as pool:
-        list(pool.map(classify_in_worker, paths[: workers * 2]))  # warm every worker
+    spec = EngineSpec(models or MoodEngine().models_dir, AnalysisConfig())
+    with WorkerPool(spec, workers) as pool:
+        pool.map(paths[: workers * 2])  # warm every worker
         start = time.perf_counter()
-        results = list(pool.map(classify_in_worker, paths, chunksize=4))
+        results = pool.map(paths, chunksize=4)
         elapsed = time.perf_counter() - start
     return {"clips": len(paths), "workers": workers, "seconds": elapsed,
             "clips_per_s": len(paths) / elapsed,
@@ -111,8 +106,9 @@ def bench_onnx_vs_torch(engine: MoodEngine) -> dict[str, float]:
         return {"skipped": 1.0}
     import onnxruntime as ort
 
-    assert engine.cldnn is not None
-    model = Cldnn(CldnnConfig.from_dict(engine.cldnn.card.architecture)).eval()
+    cldnn = engine.model("cldnn")
+    assert cldnn is not None
+    model = Cldnn(CldnnConfig.from_dict(cldnn.card.architecture)).eval()
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.onnx"

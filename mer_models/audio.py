@@ -218,8 +218,11 @@ def quiet_stderr() -> Iterator[None]:
 
 
 def _open_soundfile(source: AudioSource) -> sf.SoundFile:
-    handle: str | BinaryIO = (
-        io.BytesIO(source) if isinstance(source, bytes | bytearray) else os.fspath(source)
+    # A path goes in as bytes: soundfile encodes a str path strictly, so a file name that is
+    # not valid UTF-8 (held as surrogate escapes) would not open.
+    handle: bytes | BinaryIO = (
+        io.BytesIO(source) if isinstance(source, bytes | bytearray)
+        else os.fsencode(os.fspath(source))
     )
     return sf.SoundFile(handle)
 
@@ -315,7 +318,8 @@ def _decode_with_ffmpeg(
             tmp.flush()
             path = tmp.name
         else:
-            path = os.fspath(source)
+            # "file:" keeps a name with a colon (or a leading "-") from reading as a protocol.
+            path = "file:" + os.path.abspath(os.fspath(source))
         cmd = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error",
                "-t", f"{config.max_duration:g}", "-i", path,
                "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(config.sample_rate),

@@ -20,7 +20,7 @@ from mer_models.errors import MerError, ModelCardError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 
-ModelKind = Literal["cldnn", "ensemble", "spotify-ensemble"]
+ModelKind = Literal["cldnn", "ensemble", "spotify-ensemble", "musicnn-msd", "musicnn-mtt"]
 
 
 class TensorSpec(BaseModel):
@@ -180,6 +180,10 @@ def sha256_file(path: str | Path) -> str:
 def find_cards(models_dir: str | Path) -> dict[str, Path]:
     """The newest card of each kind in a folder.
 
+    Versions compare as numbers where they are numbers (``"10"`` is newer than ``"9"``,
+    ``"1.10"`` than ``"1.9"``); a version that is not numeric sorts before numeric ones, and
+    the card's ``created`` stamp breaks ties.
+
     Parameters
     ----------
     models_dir : path
@@ -188,16 +192,22 @@ def find_cards(models_dir: str | Path) -> dict[str, Path]:
     Returns
     -------
     dict
-        ``{"cldnn": path, "ensemble": path}``, for the kinds present.
+        ``{kind: path}``, e.g. ``{"cldnn": path, "ensemble": path}``, for the kinds present.
     """
-    best: dict[str, tuple[tuple[str, str], Path]] = {}
+    best: dict[str, tuple[tuple[tuple[int, ...], str, str], Path]] = {}
     for path in sorted(Path(models_dir).glob("*.json")):
         try:
             card = ModelCard.load(path)
         except MerError:
             logger.warning("skipping %s: not a valid model card", path)
             continue
-        key = (card.created, card.version)
+        key = (version_key(card.version), card.version, card.created)
         if card.kind not in best or key > best[card.kind][0]:
             best[card.kind] = (key, path)
     return {kind: path for kind, (_, path) in best.items()}
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """``"1.10"`` -> ``(1, 10)``; ``()`` for a version that is not dot-separated numbers."""
+    parts = version.split(".")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else ()

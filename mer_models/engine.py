@@ -1,17 +1,16 @@
 """MoodEngine: audio in, fused mood out.
 
-The engine owns the preprocessing settings and the two models, and runs a clip through
-decode -> windows -> features -> CLDNN (ONNX) + stacking ensemble -> late fusion.
+The engine owns the preprocessing settings and a list of :class:`~mer_models.model.MoodModel`
+(today the ONNX CLDNN and the stacking ensemble), and runs a clip through
+decode -> windows -> features -> every model -> late fusion (:func:`mer_models.fusion.fuse`).
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import time
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,8 @@ from mer_models.config import AnalysisConfig
 from mer_models.ensemble import DescriptorEnsemble
 from mer_models.errors import MerError, ModelCardError, ModelNotFoundError
 from mer_models.features import DESCRIPTOR_NAMES, clip_descriptors, extract_features
+from mer_models.fusion import fuse
+from mer_models.model import ModelInputs, MoodModel
 from mer_models.moods import QUADRANTS
 from mer_models.onnx_cldnn import OnnxCldnn
 from mer_models.result import MoodResult
@@ -34,13 +35,31 @@ DEFAULT_MODELS_DIR = Path(__file__).resolve().parent / "weights"
 _CLASSES = [q.value for q in QUADRANTS]
 
 
+def _load_cldnn(card: Path, engine: MoodEngine) -> MoodModel:
+    return OnnxCldnn(card, preprocessing=engine.config.preprocessing(), threads=engine.threads,
+                     prefer_gpu=engine.prefer_gpu)
+
+
+def _load_ensemble(card: Path, engine: MoodEngine) -> MoodModel:
+    return DescriptorEnsemble(card, feature_names=DESCRIPTOR_NAMES,
+                              preprocessing=engine.config.preprocessing())
+
+
+#: How each fused kind of model card is loaded, in fusion order.
+LOADERS: dict[str, Callable[[Path, MoodEngine], MoodModel]] = {
+    "cldnn": _load_cldnn,
+    "ensemble": _load_ensemble,
+}
+
+
 class MoodEngine:
-    """Classify the emotion of audio clips with the fused CLDNN and stacking ensemble.
+    """Classify the emotion of audio clips with the fused models of a folder.
 
     Parameters
     ----------
     models_dir : path, optional
-        Folder holding model cards and artifacts (default: the shipped ``weights``).
+        Folder holding model cards and artifacts (default: the shipped ``weights``); the
+        newest card of each kind in :data:`LOADERS` is loaded.
     config : AnalysisConfig, optional
         Preprocessing and windowing; models refuse to load if it differs from their cards.
     threads : int
@@ -51,7 +70,7 @@ class MoodEngine:
     Raises
     ------
     ModelNotFoundError
-        The folder holds neither a CLDNN nor an ensemble.
+        The folder holds no model the engine can fuse.
     ModelCardError
         A model does not match its card or the engine's preprocessing.
     """
@@ -69,35 +88,31 @@ class MoodEngine:
         self.threads = threads
         self.prefer_gpu = prefer_gpu
         cards = find_cards(self.models_dir) if self.models_dir.is_dir() else {}
-        if "cldnn" not in cards and "ensemble" not in cards:
+        self.models: list[MoodModel] = [load(cards[kind], self)
+                                        for kind, load in LOADERS.items() if kind in cards]
+        if not self.models:
             raise ModelNotFoundError(
                 f"{self.models_dir}: no trained models found; train them with "
                 "`python -m train all` or point MER_MODELS_DIR at a folder of model cards"
             )
-        preprocessing = self.config.preprocessing()
-        self.cldnn = (OnnxCldnn(cards["cldnn"], preprocessing=preprocessing, threads=threads,
-                                prefer_gpu=prefer_gpu) if "cldnn" in cards else None)
-        self.ensemble = (DescriptorEnsemble(cards["ensemble"], feature_names=DESCRIPTOR_NAMES,
-                                            preprocessing=preprocessing)
-                         if "ensemble" in cards else None)
-        for model in (self.cldnn, self.ensemble):
-            if model is not None and model.card.classes != _CLASSES:
-                raise ModelCardError(
-                    f"{model.card_path}: classes {model.card.classes} are not {_CLASSES}"
-                )
+        for model in self.models:
+            if model.card.classes != _CLASSES:
+                raise ModelCardError(f"{model.card.display_name}: classes "
+                                     f"{model.card.classes} are not {_CLASSES}")
 
     @property
     def cards(self) -> list[ModelCard]:
         """Cards of the loaded models."""
-        return [m.card for m in (self.cldnn, self.ensemble) if m is not None]
+        return [m.card for m in self.models]
 
     @property
-    def versions(self) -> dict[str, str | None]:
-        """``{"cldnn": name-version or None, "ensemble": name-version or None}``."""
-        return {
-            "cldnn": self.cldnn.card.display_name if self.cldnn else None,
-            "ensemble": self.ensemble.card.display_name if self.ensemble else None,
-        }
+    def versions(self) -> dict[str, str]:
+        """``{kind: name-version}`` of every loaded model, e.g. ``{"cldnn": ..., ...}``."""
+        return {m.card.kind: m.card.display_name for m in self.models}
+
+    def model(self, kind: str) -> MoodModel | None:
+        """The loaded model of a kind (``"cldnn"``, ``"ensemble"``), if any."""
+        return next((m for m in self.models if m.card.kind == kind), None)
 
     def warm_up(self) -> None:
         """Run one synthetic clip through every stage (lazy imports, JIT, session init)."""
@@ -171,60 +186,26 @@ class MoodEngine:
             One entry per source, in order: a :class:`MoodResult`, or the exception that
             input raised (the others still run).
         """
-        workers = workers or os.cpu_count() or 1
-        if workers <= 1 or len(sources) <= 1:
+        from mer_models.pool import EngineSpec, WorkerPool
+
+        workers = min(workers or os.cpu_count() or 1, len(sources))
+        if workers <= 1:
             return [self.try_classify(s) for s in sources]
-        context = multiprocessing.get_context("spawn")  # onnxruntime's threads do not fork
-        with ProcessPoolExecutor(
-            max_workers=min(workers, len(sources)), mp_context=context,
-            initializer=init_worker, initargs=(self.models_dir, self.config, self.prefer_gpu),
-        ) as pool:
-            chunksize = max(1, len(sources) // (4 * workers))
-            return list(pool.map(classify_in_worker, sources, chunksize=chunksize))
+        with WorkerPool(EngineSpec.of(self), workers) as pool:
+            return pool.map(sources, chunksize=max(1, len(sources) // (4 * workers)))
 
     def _predict(self, windows: NDArray[np.float32]
                  ) -> tuple[NDArray[np.float64], NDArray[np.float32], dict[str, float]]:
         """Fused per-window probabilities, the clip descriptors, and stage timings (ms)."""
         t0 = time.perf_counter()
         features = extract_features(windows, self.config)
-        t1 = time.perf_counter()
         descriptors = clip_descriptors(features.descriptors)
-        parts: list[tuple[float, NDArray[np.float64]]] = []
-        if self.cldnn is not None:
-            parts.append((self.cldnn.card.fusion_weight,
-                          self.cldnn.predict(features.logmel).astype(np.float64)))
-        t2 = time.perf_counter()
-        if self.ensemble is not None:
-            clip = self.ensemble.predict(descriptors)[0]
-            parts.append((self.ensemble.card.fusion_weight,
-                          np.broadcast_to(clip.astype(np.float64), (len(windows), 4))))
-        t3 = time.perf_counter()
-        weights = np.array([w for w, _ in parts])
-        if weights.sum() <= 0:  # every card says weight 0: fall back to a plain mean
-            weights = np.ones_like(weights)
-        fused = np.einsum("m,mwc->wc", weights, np.stack([p for _, p in parts])) / weights.sum()
-        timings = {"features": (t1 - t0) * 1e3, "cldnn": (t2 - t1) * 1e3,
-                   "ensemble": (t3 - t2) * 1e3}
-        return fused, descriptors, timings
-
-
-_worker_engine: MoodEngine | None = None
-
-
-def init_worker(models_dir: Path, config: AnalysisConfig, prefer_gpu: bool = True) -> None:
-    """Initializer of a worker process: load the models once (one onnxruntime thread)."""
-    global _worker_engine
-    from threadpoolctl import threadpool_limits
-
-    # One process per core: BLAS/OpenMP threads inside each worker would only fight over the
-    # same cores (measured: 9.0 clips/s with them, 21 without, docs/BENCHMARKS.md).
-    threadpool_limits(limits=1)
-    _worker_engine = MoodEngine(models_dir, config=config, threads=1, prefer_gpu=prefer_gpu)
-    _worker_engine.warm_up()
-
-
-def classify_in_worker(source: AudioSource) -> MoodResult | Exception:
-    """Classify in a process set up by :func:`init_worker`; errors are returned, not raised."""
-    if _worker_engine is None:
-        raise RuntimeError("classify_in_worker called in a process without init_worker")
-    return _worker_engine.try_classify(source)
+        inputs = ModelInputs(logmel=features.logmel, descriptors=descriptors)
+        timings = {"features": (time.perf_counter() - t0) * 1e3}
+        parts: list[NDArray[np.float64]] = []
+        for model in self.models:
+            t = time.perf_counter()
+            parts.append(model.quadrant_probabilities(inputs))
+            timings[model.card.kind] = (time.perf_counter() - t) * 1e3
+        fused = fuse(parts, [m.card.fusion_weight for m in self.models])
+        return np.broadcast_to(fused, (len(windows), len(_CLASSES))), descriptors, timings

@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 
 from mer_models.card import ModelCard
 from mer_models.errors import ModelCardError, ModelError
+from mer_models.model import ModelInputs, required
 
 #: Types a shipped ensemble may contain beyond skops' defaults (scikit-learn's own estimators
 #: and numpy/scipy containers are trusted by skops already).
@@ -93,3 +94,8 @@ class DescriptorEnsemble:
         x = np.atleast_2d(np.asarray(features, dtype=np.float64))
         x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         return np.asarray(self._model.predict_proba(x), dtype=np.float32)
+
+    def quadrant_probabilities(self, inputs: ModelInputs) -> NDArray[np.float64]:
+        """Clip probabilities, shape (1, 4), from the clip's descriptor vector."""
+        vector = required(inputs.descriptors, "the descriptor vector", self.card)
+        return self.predict(vector).astype(np.float64)

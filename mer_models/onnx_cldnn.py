@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 
 from mer_models.card import ModelCard
 from mer_models.errors import ModelCardError, ModelError
+from mer_models.model import ModelInputs, required
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -121,3 +122,8 @@ class OnnxCldnn:
         batch = np.ascontiguousarray(logmel, dtype=np.float32)
         (probabilities,) = self._session.run(None, {self._input: batch})
         return np.asarray(probabilities, dtype=np.float32)
+
+    def quadrant_probabilities(self, inputs: ModelInputs) -> NDArray[np.float64]:
+        """:meth:`predict` on the clip's log-mel windows (the :class:`MoodModel` interface)."""
+        return self.predict(required(inputs.logmel, "log-mel windows", self.card)
+                            ).astype(np.float64)

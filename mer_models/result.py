@@ -38,9 +38,9 @@ class MoodResult:
     windows : list of WindowResult
         The per-window timeline, in time order.
     models : dict
-        ``{"cldnn": version or None, "ensemble": version or None}``.
+        ``{kind: name-version}`` of the fused models, e.g. ``{"cldnn": ..., "ensemble": ...}``.
     timings_ms : dict
-        Milliseconds spent per stage (decode, features, cldnn, ensemble, total).
+        Milliseconds spent per stage (decode, features, one per model kind, total).
     duration : float
         Analysed duration of the input in seconds.
     descriptors : dict
@@ -50,7 +50,7 @@ class MoodResult:
     input: str
     probabilities: dict[str, float]
     windows: list[WindowResult]
-    models: dict[str, str | None]
+    models: dict[str, str]
     timings_ms: dict[str, float] = field(default_factory=dict)
     duration: float = 0.0
     descriptors: dict[str, float] = field(default_factory=dict, repr=False)
@@ -63,7 +63,7 @@ class MoodResult:
         window_probabilities: NDArray[np.floating],
         starts: NDArray[np.floating],
         window_seconds: float,
-        models: dict[str, str | None],
+        models: dict[str, str],
         timings_ms: dict[str, float],
         duration: float,
         descriptors: dict[str, float] | None = None,

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from mer_models.ensemble import DescriptorEnsemble
 from mer_models.errors import ParameterError
+from mer_models.model import ModelInputs, required
 from mer_models.moods import QUADRANTS, Quadrant
 
 # duration_ms is left out: a track's length is a property of the release and of how each
@@ -130,3 +131,9 @@ class SpotifyFeatureModel:
             raise ParameterError("Spotify audio features must be finite numbers")
         proba = to_quadrant_probabilities(self._ensemble.predict(row), self.card.classes)[0]
         return {q.value: float(p) for q, p in zip(QUADRANTS, proba, strict=True)}
+
+    def quadrant_probabilities(self, inputs: ModelInputs) -> NDArray[np.float64]:
+        """:meth:`predict` on the track's Spotify features, shape (1, 4)."""
+        probabilities = self.predict(required(inputs.spotify, "Spotify audio features",
+                                              self.card))
+        return np.array([[probabilities[q.value] for q in QUADRANTS]])

@@ -180,3 +180,23 @@ def test_errors_share_a_root() -> None:
     assert issubclass(ModelCardError, ModelError)
     assert issubclass(ModelNotFoundError, ModelError)
     assert issubclass(ModelError, MerError)
+
+
+@pytest.mark.parametrize(("versions", "newest"), [
+    (["9", "10"], "10"),
+    (["1.9", "1.10", "1.2"], "1.10"),
+    (["test", "2"], "2"),  # a numbered version beats a name
+])
+def test_find_cards_takes_the_newest_version_as_a_number(card: ModelCard, tmp_path: Path,
+                                                         versions: list[str],
+                                                         newest: str) -> None:
+    from mer_models.card import find_cards
+
+    folder = tmp_path / "cards"
+    folder.mkdir()
+    for version in versions:
+        # Later "created" stamps on the older versions: the version decides, not the date.
+        stamp = f"2026-0{len(versions) - versions.index(version)}-01T00:00:00+00:00"
+        card.model_copy(update={"version": version, "created": stamp}).save(
+            folder / f"cldnn-{version}.json")
+    assert ModelCard.load(find_cards(folder)["cldnn"]).version == newest

@@ -23,6 +23,7 @@ from sklearn.metrics import f1_score
 from mer_models.card import ModelCard, TrainingData
 from mer_models.config import AnalysisConfig
 from mer_models.features import clip_descriptors
+from mer_models.fusion import fuse
 from train.cldnn_train import TrainConfig, predict_windows, train_cldnn
 from train.data import (
     CACHE_WINDOWS,
@@ -213,7 +214,7 @@ def run_reference(data: Data, run_dir: Path, root: Path = DEFAULT_DATA_ROOT) -> 
 def _best_weight(p_cldnn: NDArray[np.floating], p_ens: NDArray[np.floating],
                  labels: NDArray[np.integer]) -> float:
     grid = np.round(np.linspace(0, 1, 21), 2)
-    scores = [f1_score(labels, (w * p_cldnn + (1 - w) * p_ens).argmax(1), average="macro")
+    scores = [f1_score(labels, fuse([p_cldnn, p_ens], [w, 1 - w]).argmax(1), average="macro")
               for w in grid]
     return float(grid[int(np.argmax(scores))])
 
@@ -232,7 +233,7 @@ def run_fusion(data: Data, run_dir: Path) -> dict[str, Any]:
         other = folds != k
         w = _best_weight(p_c[other], p_e[other], labels[other])
         chosen[int(k)] = w
-        fused[folds == k] = w * p_c[folds == k] + (1 - w) * p_e[folds == k]
+        fused[folds == k] = fuse([p_c[folds == k], p_e[folds == k]], [w, 1 - w])
     weight = _best_weight(p_c, p_e, labels)
     np.save(run_dir / "oof_fused.npy", fused)
     metrics = per_fold(labels, fused, folds)
@@ -295,7 +296,7 @@ def run_robustness(data: Data, run_dir: Path, *, fold: int = 4) -> dict[str, Any
         results[name] = {
             "cldnn": per_fold(labels, p_c, np.zeros_like(labels))["pooled"],
             "ensemble": per_fold(labels, p_e, np.zeros_like(labels))["pooled"],
-            "fused": per_fold(labels, weight * p_c + (1 - weight) * p_e,
+            "fused": per_fold(labels, fuse([p_c, p_e], [weight, 1 - weight]),
                               np.zeros_like(labels))["pooled"],
         }
     write_json(results, run_dir / "metrics_robustness.json")
