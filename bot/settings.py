@@ -1,47 +1,97 @@
-"""Application settings, read once from the environment (prefix ``MER_``) and ``.env``."""
+"""Application settings, read once from the environment (prefix ``MER_``) and ``.env``.
+
+Settings are grouped in sections, one per part of the application, each with its defaults
+declared here and nowhere else: :class:`EngineSettings`, :class:`SourceSettings`,
+:class:`StorageSettings`, :class:`DiscordSettings`, :class:`PlayerSettings`. Every section reads
+the same flat variables (``MER_N_WINDOWS``, ``MER_DEEZER_API_BASE``, ...), so a section is only
+a grouping in code; ``.env.example`` lists them all. Code receives the section it needs.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.sources.models import PREVIEW_PROVIDERS, Provider
 
-class Settings(BaseSettings):
-    """Every setting of the application; ``.env.example`` lists them all.
+_ENV = SettingsConfigDict(env_prefix="MER_", env_file=".env", extra="ignore")
+
+
+class SettingsError(ValueError):
+    """The settings are invalid; the message names each bad variable and why, on one line."""
+
+
+def _blank_is_none(value: object) -> object:
+    # An empty line in .env (``MER_AUDIO_CACHE_DIR=``) means "not set", not Path(".").
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+class _Section(BaseSettings):
+    model_config = _ENV
+    #: Fields where an empty value means "not set".
+    _optional: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blanks(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            return {k: _blank_is_none(v) if k in cls._optional else v
+                    for k, v in values.items()}
+        return values
+
+    @model_validator(mode="after")
+    def _expand_user(self) -> Any:
+        # .env.example writes MER_DATA_DIR=~/...; the shell does not expand it in .env files.
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, Path):
+                object.__setattr__(self, name, value.expanduser())
+        return self
+
+
+class EngineSettings(_Section):
+    """The models and how they run.
 
     Attributes
     ----------
-    data_dir : Path
-        Where caches and the database live.
     models_dir : Path or None
-        Folder of model cards and artifacts (default: the shipped weights).
+        Folder of model cards and artifacts (None: the shipped weights).
     n_windows : int
-        Analysis windows per clip (spread over the clip).
+        Analysis windows per clip (5 s each, spread over the clip).
     threads : int
         onnxruntime threads per process (0: all cores).
     workers : int
         Worker processes for batch classification (0: one per core).
-    discord_token : SecretStr or None
-        Bot token; never logged.
+    prefer_gpu : bool
+        Use onnxruntime-gpu's CUDA provider when installed and a GPU is present.
+    """
+
+    _optional = ("models_dir",)
+    models_dir: Path | None = None
+    n_windows: int = Field(default=3, ge=1, le=64)
+    threads: int = Field(default=0, ge=0)
+    workers: int = Field(default=0, ge=0)
+    prefer_gpu: bool = True
+
+
+class SourceSettings(_Section):
+    """Music sources: metadata, previews, downloads (:mod:`bot.sources`).
+
+    Attributes
+    ----------
     spotify_client_id : str or None
         Spotify app client id (client-credentials flow); None: Spotify is not used.
     spotify_client_secret : SecretStr or None
         Spotify app client secret; never logged.
-    spotify_api_base : str
-        Spotify Web API base URL (ends with ``/``).
-    spotify_token_url : str
-        Spotify token endpoint.
-    deezer_api_base : str
-        Deezer API base URL (no key needed).
-    itunes_api_base : str
-        iTunes Search API base URL.
-    source_order : list of str
-        Preview sources tried in this order: any of ``deezer``, ``itunes``, ``ytdlp``
+    spotify_api_base, spotify_token_url, deezer_api_base, itunes_api_base : str
+        Service endpoints (tests and proxies point them elsewhere).
+    source_order : list of Provider
+        Preview sources in the order tried: ``deezer``, ``itunes``, ``ytdlp``
         (comma-separated or a JSON list in the environment).
     allow_private_urls : bool
         Fetch URLs whose host is on a private or loopback network (off: SSRF guard).
@@ -51,107 +101,242 @@ class Settings(BaseSettings):
         Further attempts after 429, 5xx, timeouts and connection errors.
     max_retry_after_s : float
         Longest wait honoured from a ``Retry-After`` header, in seconds.
+    backoff_base_s : float
+        First step of the retry backoff, in seconds.
+    deezer_quota_wait_s : float
+        Wait after Deezer's quota error before retrying, in seconds.
+    ytdlp_section_s : float
+        Seconds of a track yt-dlp downloads, from its start.
+    ytdlp_deadline_s : float or None
+        Limit for one whole yt-dlp run (extraction and download), in seconds; its process is
+        killed after it. None: ``6 * http_timeout_s``.
+    ytdlp_max_processes : int
+        yt-dlp processes running at once.
+    allowed_networks : list of str
+        Non-public networks (CIDR) fetched even with ``allow_private_urls`` off (one LAN
+        server, say).
     max_download_mb : float
-        Largest audio download, in MB.
+        Largest audio download, in MB (10**6 bytes).
     audio_cache_mb : float
         Size cap of the audio cache, in MB (least recently used files go first).
     audio_cache_dir : Path or None
-        Folder of the audio cache; None: ``data_dir / "audio-cache"``
-        (see :attr:`audio_cache_path`).
-    database_url : str or None
-        SQLAlchemy async URL of the database (None: the SQLite file ``mood.db`` in
-        ``data_dir``); for example ``postgresql+asyncpg://user:password@host/mood``.
-    auto_upgrade : bool
-        Upgrade the database schema at start instead of refusing an out-of-date one.
-    sqlite_busy_timeout_ms : int
-        How long a SQLite connection waits for another writer before "database is locked".
+        Folder of the audio cache; None: ``<data_dir>/audio-cache``.
     """
 
-    model_config = SettingsConfigDict(env_prefix="MER_", env_file=".env", extra="ignore")
-
-    data_dir: Path = Field(default=Path.home() / ".local" / "share" / "mood-companion")
-    models_dir: Path | None = None
-    n_windows: int = Field(default=3, ge=1, le=64)
-    threads: int = Field(default=0, ge=0)
-    workers: int = Field(default=0, ge=0)
-    prefer_gpu: bool = True
-    discord_token: SecretStr | None = None
-    # --- music sources (bot.sources) ---
+    _optional = ("spotify_client_id", "spotify_client_secret", "audio_cache_dir",
+                 "ytdlp_deadline_s")
     spotify_client_id: str | None = None
     spotify_client_secret: SecretStr | None = None
     spotify_api_base: str = "https://api.spotify.com/v1/"
     spotify_token_url: str = "https://accounts.spotify.com/api/token"
     deezer_api_base: str = "https://api.deezer.com"
     itunes_api_base: str = "https://itunes.apple.com"
-    source_order: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["deezer", "itunes", "ytdlp"])
+    source_order: Annotated[list[Provider], NoDecode] = Field(
+        default_factory=lambda: list(PREVIEW_PROVIDERS))
     allow_private_urls: bool = False
     http_timeout_s: float = Field(default=10.0, gt=0)
     http_retries: int = Field(default=3, ge=0, le=10)
     max_retry_after_s: float = Field(default=30.0, ge=0)
+    backoff_base_s: float = Field(default=0.5, ge=0)
+    deezer_quota_wait_s: float = Field(default=5.0, ge=0)
+    ytdlp_section_s: float = Field(default=30.0, gt=0)
+    ytdlp_deadline_s: float | None = Field(default=None, gt=0)
+    ytdlp_max_processes: int = Field(default=2, ge=1)
+    allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_download_mb: float = Field(default=15.0, gt=0)
     audio_cache_mb: float = Field(default=500.0, gt=0)
     audio_cache_dir: Path | None = None
-    database_url: str | None = None
-    auto_upgrade: bool = False
-    sqlite_busy_timeout_ms: int = Field(default=30000, ge=0)
 
-    def resolved_database_url(self) -> str:
-        """The database URL: ``database_url``, else the SQLite file in ``data_dir``.
-
-        Returns
-        -------
-        str
-            A SQLAlchemy URL.
-        """
-        from bot.db.engine import default_database_url
-
-        return self.database_url or default_database_url(self.data_dir)
-
-    @field_validator("spotify_client_id", "spotify_client_secret", "audio_cache_dir",
-                     "models_dir", "discord_token", "database_url", mode="before")
+    @field_validator("source_order", "allowed_networks", mode="before")
     @classmethod
-    def _empty_is_none(cls, value: object) -> object:
-        # An empty line in .env (``MER_AUDIO_CACHE_DIR=``) means "not set", not Path(".").
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
-
-    @field_validator("data_dir", "models_dir", "audio_cache_dir")
-    @classmethod
-    def _expand_user(cls, value: Path | None) -> Path | None:
-        # .env.example writes MER_DATA_DIR=~/...; the shell does not expand it in .env files.
-        return value.expanduser() if value is not None else None
-
-    @field_validator("source_order", mode="before")
-    @classmethod
-    def _split_source_order(cls, value: object) -> object:
+    def _split(cls, value: object) -> object:
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
                 return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
+            return [part.strip().lower() for part in text.split(",") if part.strip()]
         return value
 
     @field_validator("source_order")
     @classmethod
-    def _check_source_order(cls, value: list[str]) -> list[str]:
-        names = [v.strip().lower() for v in value]
-        unknown = sorted(set(names) - {"deezer", "itunes", "ytdlp"})
+    def _check_order(cls, value: list[Provider]) -> list[Provider]:
+        unknown = [p.value for p in value if p not in PREVIEW_PROVIDERS]
         if unknown:
-            raise ValueError(f"unknown preview source(s) {unknown}: use deezer, itunes, ytdlp")
-        if not names or len(set(names)) != len(names):
-            raise ValueError(f"source_order must list each source at most once: {value}")
-        return names
+            raise ValueError(f"{unknown} serve no previews: use "
+                             f"{', '.join(p.value for p in PREVIEW_PROVIDERS)}")
+        if not value or len(set(value)) != len(value):
+            raise ValueError("list each preview source at most once")
+        return value
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value
 
     @property
-    def audio_cache_path(self) -> Path:
-        """The audio cache folder: ``audio_cache_dir`` or ``data_dir / "audio-cache"``."""
-        folder = self.audio_cache_dir or self.data_dir / "audio-cache"
-        return folder.expanduser()
+    def ytdlp_deadline(self) -> float:
+        """``ytdlp_deadline_s``, or six HTTP timeouts when unset."""
+        return self.ytdlp_deadline_s or 6 * self.http_timeout_s
+
+    @property
+    def max_download_bytes(self) -> int:
+        """``max_download_mb`` in bytes."""
+        return int(self.max_download_mb * 1_000_000)
+
+    @property
+    def spotify_configured(self) -> bool:
+        """Whether both Spotify credentials are set."""
+        return bool(self.spotify_client_id and self.spotify_client_secret
+                    and self.spotify_client_secret.get_secret_value())
+
+
+class StorageSettings(_Section):
+    """The database (:mod:`bot.storage`).
+
+    Attributes
+    ----------
+    database_url : str or None
+        SQLAlchemy async URL (None: the SQLite file ``mood.db`` in ``data_dir``); for
+        example ``postgresql+asyncpg://user:password@host/mood``.
+    auto_upgrade : bool
+        Upgrade the schema at start instead of refusing an out-of-date database.
+    sqlite_busy_timeout_ms : int
+        How long a SQLite connection waits for another writer before "database is locked".
+    """
+
+    _optional = ("database_url",)
+    database_url: str | None = Field(default=None, repr=False)  # may hold a password
+    auto_upgrade: bool = False
+    sqlite_busy_timeout_ms: int = Field(default=30000, ge=0)
+
+
+class DiscordSettings(_Section):
+    """The Discord bot.
+
+    Attributes
+    ----------
+    discord_token : SecretStr or None
+        Bot token; never logged. None: console mode.
+    """
+
+    _optional = ("discord_token",)
+    discord_token: SecretStr | None = None
+
+
+class PlayerSettings(_Section):
+    """The music-player plugin (MPD).
+
+    Attributes
+    ----------
+    mpd_host : str
+        MPD host name or address, or the path of its Unix socket.
+    mpd_port : int
+        MPD TCP port.
+    mpd_password : SecretStr or None
+        MPD password; never logged.
+    mpd_music_root : Path or None
+        MPD's music directory on this machine (song URIs are relative to it).
+    """
+
+    _optional = ("mpd_password", "mpd_music_root")
+    mpd_host: str = "localhost"
+    mpd_port: int = Field(default=6600, ge=1, le=65535)
+    mpd_password: SecretStr | None = None
+    mpd_music_root: Path | None = None
+
+
+class Settings(_Section):
+    """Every setting of the application, by section.
+
+    Attributes
+    ----------
+    data_dir : Path
+        Where the database and caches live by default.
+    engine, sources, storage, discord, player
+        The sections.
+    """
+
+    data_dir: Path = Field(default=Path.home() / ".local" / "share" / "mood-companion")
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    sources: SourceSettings = Field(default_factory=SourceSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    player: PlayerSettings = Field(default_factory=PlayerSettings)
+
+    @classmethod
+    def load(cls, env_file: str | Path | None = ".env", *, data_dir: Path | None = None,
+             **sections: dict[str, Any]) -> Settings:
+        """Read every section from the environment and ``env_file``, with overrides.
+
+        Parameters
+        ----------
+        env_file : str, Path or None
+            The dotenv file every section reads (None: the environment only).
+        data_dir : Path, optional
+            Overrides ``MER_DATA_DIR``.
+        **sections : dict
+            Overrides per section, e.g. ``engine={"workers": 1}``.
+
+        Raises
+        ------
+        SettingsError
+            A value is invalid (one line naming every bad variable of every section).
+        """
+        kinds = {name: info.annotation for name, info in cls.model_fields.items()
+                 if isinstance(info.annotation, type) and issubclass(info.annotation, _Section)}
+        unknown = set(sections) - set(kinds)
+        if unknown:
+            raise TypeError(f"unknown settings sections {sorted(unknown)}; "
+                            f"known: {sorted(kinds)}")
+        parts: dict[str, Any] = {} if data_dir is None else {"data_dir": data_dir}
+        problems: list[str] = []
+        for name, kind in kinds.items():
+            try:
+                parts[name] = kind(_env_file=env_file,  # type: ignore[call-arg]
+                                   **sections.get(name, {}))
+            except ValidationError as exc:
+                problems.append(_describe(exc))
+        try:
+            settings = (cls(_env_file=env_file, **parts)  # type: ignore[call-arg]
+                        if not problems else None)
+        except ValidationError as exc:
+            problems.append(_describe(exc))
+        if settings is None or problems:
+            raise SettingsError("invalid settings: " + "; ".join(problems))
+        return settings
+
+    @property
+    def database_url(self) -> str:
+        """The database URL: ``storage.database_url``, else the SQLite file in ``data_dir``."""
+        if self.storage.database_url:
+            return self.storage.database_url
+        path = self.data_dir.absolute() / "mood.db"
+        return f"sqlite+aiosqlite:///{path.as_posix()}"
+
+    @property
+    def audio_cache_dir(self) -> Path:
+        """The audio cache folder: ``sources.audio_cache_dir`` or ``<data_dir>/audio-cache``."""
+        return self.sources.audio_cache_dir or self.data_dir / "audio-cache"
 
 
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read on first use."""
-    return Settings()
+    """The process-wide settings, read on first use.
+
+    Raises
+    ------
+    SettingsError
+        A variable is invalid (one line naming each one and why).
+    """
+    return Settings.load()
+
+
+def _describe(exc: ValidationError) -> str:
+    """``MER_NAME: why`` for each invalid variable, joined by ``;``."""
+    return "; ".join(
+        f"MER_{str(error['loc'][0]).upper()}: {error['msg']}" if error["loc"]
+        else error["msg"] for error in exc.errors())

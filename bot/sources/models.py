@@ -3,8 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+
+
+class Provider(StrEnum):
+    """Where a track's metadata or audio came from: the one list of provider names.
+
+    The values are stored in the database (``track_sources.provider``) as they are.
+    """
+
+    SPOTIFY = "spotify"
+    DEEZER = "deezer"
+    ITUNES = "itunes"
+    YTDLP = "ytdlp"
+    #: A plain http(s) URL of an audio file or page.
+    URL = "url"
+    LOCAL = "local"
+
+
+#: Providers that can serve a preview, in the default order tried.
+PREVIEW_PROVIDERS: Final[tuple[Provider, ...]] = (Provider.DEEZER, Provider.ITUNES,
+                                                  Provider.YTDLP)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,9 +44,8 @@ class TrackInfo:
         Length of the full track in seconds (not of the preview).
     isrc : str or None
         International Standard Recording Code, used to find the same recording elsewhere.
-    provider : str
-        Who gave this metadata: ``"spotify"``, ``"deezer"``, ``"itunes"``, ``"ytdlp"``,
-        ``"http"`` or ``"local"``.
+    provider : Provider
+        Who gave this metadata.
     provider_id : str
         The track's identifier at that provider (a file path for ``"local"``).
     url : str or None
@@ -65,9 +85,8 @@ class Preview:
         The best metadata known for the track (Spotify's or Deezer's when they were asked).
     path : Path
         The audio file: an entry of the audio cache, or the user's own file for local input.
-    provider : str
-        Who served the audio: ``"deezer"``, ``"itunes"``, ``"ytdlp"``, ``"http"`` or
-        ``"local"``.
+    provider : Provider
+        Who served the audio.
     sha256 : str
         Hex SHA-256 of the file's bytes.
     """
