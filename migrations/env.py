@@ -1,10 +1,10 @@
 """Alembic environment of the mood companion's database.
 
-The URL comes from ``config.attributes["sqlalchemy.url"]`` (set by :mod:`bot.db.migrate`),
+The URL comes from ``config.attributes["sqlalchemy.url"]`` (set by :mod:`bot.storage.migrate`),
 else from ``sqlalchemy.url`` in ``alembic.ini`` (left empty), else from the settings
 (``MER_DATABASE_URL``, or the SQLite file in ``MER_DATA_DIR``). Code that already holds a
 connection passes it as ``config.attributes["connection"]`` (see
-:func:`bot.db.migrate.upgrade_async`). Async engines run the migrations through
+:func:`bot.storage.migrate.upgrade_async`). Async engines run the migrations through
 ``run_sync``; SQLite uses batch mode (``render_as_batch``) so that later migrations can
 alter tables.
 """
@@ -18,22 +18,24 @@ from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 
-# Every model module, so that autogenerate sees every table.
-import bot.db.models
-from bot.db.engine import create_engine
-from bot.db.errors import StorageError
-from bot.db.migrate import run_coroutine
+# Every model module, so that autogenerate sees every table (the Discord front-end declares
+# its own tables on the same base).
+import bot.discord.models
+import bot.storage.models
+from bot.storage.engine import create_engine
+from bot.storage.errors import StorageError
+from bot.storage.migrate import run_coroutine
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-target_metadata = bot.db.models.Base.metadata
+target_metadata = bot.storage.models.Base.metadata
 
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[False]:
     """Autogenerate: write UTCDateTime as a plain ``sa.DateTime(timezone=True)``."""
-    if type_ == "type" and isinstance(obj, bot.db.models.UTCDateTime):
+    if type_ == "type" and isinstance(obj, bot.storage.models.UTCDateTime):
         return "sa.DateTime(timezone=True)"
     return False
 
@@ -44,7 +46,7 @@ def _url() -> str:
         return str(url)
     from bot.settings import get_settings
 
-    return get_settings().resolved_database_url()
+    return get_settings().database_url
 
 
 def _busy_timeout_ms() -> int:
@@ -53,7 +55,7 @@ def _busy_timeout_ms() -> int:
         return int(value)
     from bot.settings import get_settings
 
-    return get_settings().sqlite_busy_timeout_ms
+    return get_settings().storage.sqlite_busy_timeout_ms
 
 
 def run_migrations_offline() -> None:

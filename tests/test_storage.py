@@ -8,51 +8,66 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC
 from pathlib import Path
 
-import numpy as np
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
+import bot.discord.models  # its tables are part of the schema
 import bot.settings
 from bot.cli import app
-from bot.db import (
-    Base,
+from bot.storage.engine import create_engine, make_sessionmaker
+from bot.storage.errors import (
     InvalidRecordError,
     ModelConflictError,
     NotFoundError,
-    Prediction,
     SchemaOutOfDateError,
-    Store,
-    Track,
-    TrackSource,
+)
+from bot.storage.migrate import (
     check_schema,
-    create_engine,
     current_revision,
-    default_database_url,
     downgrade,
     head_revision,
-    make_sessionmaker,
     upgrade,
     upgrade_async,
 )
-from bot.db.store import file_fingerprint, normalize_isrc
-from mer_models.result import MoodResult
+from bot.storage.models import Base, Track, TrackSource, models_key
+from bot.storage.store import (
+    FeatureRecord,
+    PredictionRecord,
+    Store,
+    TrackRecord,
+    file_fingerprint,
+    normalize_isrc,
+)
 
 TABLES = {"tracks", "track_sources", "audio_features", "predictions", "feedback", "guilds",
           "queue_entries", "model_versions", "retrain_jobs"}
-MODELS: dict[str, str | None] = {"cldnn": "mood-4q-cldnn-1", "ensemble": "mood-4q-ensemble-1"}
+MODELS = {"cldnn": "mood-4q-cldnn-1", "ensemble": "mood-4q-ensemble-1"}
+HEAD = "0002"
 
 
-def mood_result(models: dict[str, str | None], *, happy: float = 0.6) -> MoodResult:
-    rest = (1.0 - happy) / 3
-    rows = np.array([[happy, rest, rest, rest], [happy - 0.1, rest + 0.1, rest, rest]])
-    return MoodResult.from_arrays(input="clip.wav", window_probabilities=rows,
-                                  starts=np.array([0.0, 5.0]), window_seconds=5.0,
-                                  models=models, timings_ms={"total": 12.5}, duration=10.0)
+def prediction(models: dict[str, str] = MODELS, *, happy: float = 0.6) -> PredictionRecord:
+    rest = round((1.0 - happy) / 3, 4)
+    probabilities = {"Q1": happy, "Q2": rest, "Q3": rest, "Q4": rest}
+    return PredictionRecord(
+        models=models, probabilities=probabilities,
+        quadrant=max(probabilities, key=probabilities.__getitem__),
+        valence=happy + rest, arousal=happy + rest, confidence=max(happy, rest),
+        timeline=[{"start": 0.0, "end": 5.0, "quadrant": "Q1", "probabilities": probabilities},
+                  {"start": 5.0, "end": 10.0, "quadrant": "Q1",
+                   "probabilities": probabilities}],
+        embedding=[0.25, -1.5], elapsed_ms=12.5)
+
+
+def track(n: int, **extra: object) -> TrackRecord:
+    values: dict[str, object] = {"title": f"Song {n}", "artist": "Artist", "duration_s": 180.0,
+                                 "provider": "deezer", "provider_id": str(1000 + n),
+                                 "url": f"https://deezer.test/{n}"}
+    values.update(extra)
+    return TrackRecord(**values)  # type: ignore[arg-type]
 
 
 def sync_url(url: str) -> str:
@@ -62,7 +77,7 @@ def sync_url(url: str) -> str:
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     """A database file that does not exist yet, in a folder that does not exist either."""
-    return default_database_url(tmp_path / "data")
+    return f"sqlite+aiosqlite:///{tmp_path}/data/mood.db"
 
 
 @pytest.fixture
@@ -83,11 +98,6 @@ def store(engine: AsyncEngine) -> Store:
     return Store(make_sessionmaker(engine))
 
 
-async def new_track(store: Store, n: int) -> Track:
-    return await store.upsert_track(f"Song {n}", "Artist", None, 180.0, None, "deezer",
-                                    str(1000 + n), f"https://deezer.test/{n}")
-
-
 # --- migrations ---------------------------------------------------------------------------
 
 
@@ -96,7 +106,7 @@ def test_upgrade_downgrade_upgrade(db_url: str, tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()  # asking does not create the database
     upgrade(db_url)
     assert (tmp_path / "data" / "mood.db").is_file()
-    assert current_revision(db_url) == head_revision() == "0001"
+    assert current_revision(db_url) == head_revision() == HEAD
     engine = sa.create_engine(sync_url(db_url))
     try:
         inspector = sa.inspect(engine)
@@ -106,7 +116,7 @@ def test_upgrade_downgrade_upgrade(db_url: str, tmp_path: Path) -> None:
             "ix_queue_entries_guild_id_queued_at", "ix_queue_entries_track_id"}
         unique = {tuple(u["column_names"]) for u in inspector.get_unique_constraints(
             "predictions")}
-        assert ("track_id", "cldnn_version", "ensemble_version") in unique
+        assert ("track_id", "models_key") in unique
         assert {tuple(u["column_names"]) for u in inspector.get_unique_constraints(
             "track_sources")} == {("provider", "provider_id")}
         fks = inspector.get_foreign_keys("track_sources")
@@ -140,7 +150,7 @@ async def test_check_schema_refuses_until_upgraded(db_url: str) -> None:
         with pytest.raises(SchemaOutOfDateError, match="run `mer db upgrade`") as info:
             await check_schema(engine)
         assert info.value.current is None
-        assert info.value.head == "0001"
+        assert info.value.head == HEAD
         upgrade(db_url)  # sync API from inside a running loop
         await check_schema(engine)
     finally:
@@ -156,9 +166,9 @@ async def test_check_schema_names_both_revisions_and_auto_upgrade(db_url: str) -
             await connection.execute(sa.text("UPDATE alembic_version SET version_num = 'f00d'"))
         with pytest.raises(SchemaOutOfDateError) as info:
             await check_schema(engine)
-        assert (info.value.current, info.value.head, info.value.known) == ("f00d", "0001", False)
+        assert (info.value.current, info.value.head, info.value.known) == ("f00d", HEAD, False)
         assert "database schema is at f00d" in str(info.value)
-        assert "0001" in str(info.value)
+        assert HEAD in str(info.value)
     finally:
         await engine.dispose()
 
@@ -177,100 +187,99 @@ async def test_sqlite_pragmas(engine: AsyncEngine) -> None:
 # --- store --------------------------------------------------------------------------------
 
 
-async def test_upsert_track_reuses_by_source_and_isrc(store: Store) -> None:
-    first = await store.upsert_track("Song", "Artist", None, None, "us-rc1-76-07839",
-                                     "spotify", "sp1", "https://open.spotify.test/sp1")
-    assert first.isrc == "USRC17607839"
-    assert first.created_at.tzinfo == UTC
-    again = await store.upsert_track("Song (remaster)", "Artist", "Album", 201.5, None,
-                                     "spotify", "sp1", "https://open.spotify.test/sp1")
-    assert again.id == first.id
-    assert (again.title, again.album, again.duration_s) == ("Song", "Album", 201.5)  # gaps
-    by_isrc = await store.upsert_track("Song", "Artist", None, None, "USRC17607839",
-                                       "deezer", "dz1", None)
-    assert by_isrc.id == first.id
-    other = await store.upsert_track("Song", "Artist", None, None, None, "youtube", "yt1", None)
-    assert other.id != first.id
-    found = await store.find_track_by_source("deezer", "dz1")
-    assert found is not None and found.id == first.id
-    assert await store.find_track_by_source("deezer", "nope") is None
-    with pytest.raises(InvalidRecordError, match="unknown provider"):
-        await store.upsert_track("Song", None, None, None, None, "napster", "1", None)
+async def test_record_analysis_writes_everything_at_once(store: Store) -> None:
+    stored = await store.record_analysis(
+        track(1, isrc="us-rc1-76-07839"), prediction(),
+        [FeatureRecord("descriptors", "1", {"tempo": 120.0}),
+         FeatureRecord("spotify", "1", {"energy": 0.8})])
+    assert stored.track.isrc == "USRC17607839" and stored.track.created_at.tzinfo == UTC
+    assert stored.prediction is not None and stored.prediction.models == MODELS
+    assert stored.prediction.models_key == models_key(MODELS) == (
+        "cldnn=mood-4q-cldnn-1;ensemble=mood-4q-ensemble-1")
+    assert stored.prediction.embedding == [0.25, -1.5]
+    assert [f.kind for f in stored.features] == ["descriptors", "spotify"]
+    found = await store.find_analysis("deezer", "1001", MODELS)
+    assert found is not None and found.track.id == stored.track.id
+    assert found.prediction is not None and found.prediction.id == stored.prediction.id
+    # Other live models: the track is known, its mood by them is not.
+    other = await store.find_analysis("deezer", "1001", {**MODELS, "musicnn": "m-1"})
+    assert other is not None and other.prediction is None
+    assert await store.find_analysis("deezer", "nope", MODELS) is None
+
+
+async def test_record_analysis_reuses_tracks_and_is_idempotent(store: Store) -> None:
+    first = await store.record_analysis(track(1, isrc="USRC17607839", duration_s=None),
+                                        prediction())
+    again = await store.record_analysis(track(1, title="Other", album="Album",
+                                              duration_s=201.5), prediction(happy=0.3))
+    assert again.track.id == first.track.id
+    assert (again.track.title, again.track.album, again.track.duration_s) == (
+        "Song 1", "Album", 201.5)  # gaps filled, nothing overwritten
+    assert again.prediction is not None and first.prediction is not None
+    assert again.prediction.id == first.prediction.id and again.prediction.quadrant == "Q1"
+    by_isrc = await store.record_analysis(
+        track(2, provider="itunes", isrc="US-RC1-76-07839"), prediction())
+    assert by_isrc.track.id == first.track.id
+    assert await store.count_predictions() == 1
+    newer = await store.record_analysis(track(1), prediction({"cldnn": "mood-4q-cldnn-2"}))
+    assert newer.prediction is not None and newer.prediction.id != first.prediction.id
+    assert await store.count_predictions() == 2
     assert normalize_isrc("not an isrc") is None
 
 
-async def test_local_files_keep_their_fingerprint(store: Store, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_bad_records_are_refused(store: Store) -> None:
+    with pytest.raises(InvalidRecordError, match="empty provider"):
+        await store.record_analysis(track(1, provider_id=""), prediction())
+    with pytest.raises(InvalidRecordError, match="unknown quadrant"):
+        await store.record_analysis(track(1), PredictionRecord(
+            models=MODELS, probabilities={}, quadrant="Q5", valence=0, arousal=0,
+            confidence=0, timeline=[]))
+    with pytest.raises(InvalidRecordError, match="unknown feature kind"):
+        await store.record_analysis(track(1), prediction(), [FeatureRecord("mfcc", "1", {})])
+    assert await store.count_predictions() == 0
+
+
+async def test_a_changed_local_file_loses_its_old_analysis(store: Store, tmp_path: Path) -> None:
     audio = tmp_path / "song.wav"
     audio.write_bytes(b"RIFF....")
-    monkeypatch.chdir(tmp_path)
-    assert await store.local_fingerprint("song.wav") is None
-    track = await store.upsert_track("song", None, None, None, None, "local", "song.wav",
-                                     None, file_fingerprint(audio))
-    assert await store.local_fingerprint(str(audio)) == file_fingerprint(audio)
+    local = track(1, provider="local", provider_id=str(audio), url=None,
+                  fingerprint=file_fingerprint(audio))
+    first = await store.record_analysis(
+        local, prediction(), [FeatureRecord("descriptors", "1", {"tempo": 90.0})])
     os.utime(audio, ns=(1, 2))
-    same = await store.upsert_track("song", None, None, None, None, "local", str(audio), None,
-                                    file_fingerprint(audio))
-    assert same.id == track.id
-    assert await store.local_fingerprint(audio) == f"{audio.stat().st_size}:2"
-
-
-async def test_save_prediction_is_idempotent(store: Store) -> None:
-    track = await new_track(store, 1)
-    saved = await store.save_prediction(track.id, mood_result(MODELS))
-    again = await store.save_prediction(track.id, mood_result(MODELS, happy=0.3))
-    assert again.id == saved.id and again.quadrant == "Q1"
+    changed = TrackRecord(**{**local.__dict__, "fingerprint": file_fingerprint(audio)})
+    found = await store.find_analysis("local", str(audio), MODELS)
+    assert found is not None and found.fingerprint == local.fingerprint != changed.fingerprint
+    second = await store.record_analysis(
+        changed, prediction(happy=0.3), [FeatureRecord("descriptors", "1", {"tempo": 60.0})])
+    assert second.track.id == first.track.id
+    assert second.prediction is not None and first.prediction is not None
+    assert first.prediction.probabilities["Q1"] == 0.6
+    assert second.prediction.probabilities["Q1"] == 0.3  # the old mood is gone, not kept
+    assert second.features[0].values == {"tempo": 60.0}
     assert await store.count_predictions() == 1
-    assert saved.models == MODELS
-    assert saved.probabilities["Q1"] == pytest.approx(0.55)
-    assert [w["start"] for w in saved.timeline] == [0.0, 5.0]
-    assert saved.elapsed_ms == 12.5 and saved.created_at.tzinfo == UTC
-
-    # A missing model is stored as '' so that the unique constraint still applies.
-    cldnn_only = {"cldnn": "mood-4q-cldnn-1", "ensemble": None}
-    partial = await store.save_prediction(track.id, mood_result(cldnn_only))
-    assert partial.id != saved.id and partial.ensemble_version == ""
-    assert (await store.save_prediction(track.id, mood_result(cldnn_only))).id == partial.id
-    fetched = await store.get_prediction(track.id, "mood-4q-cldnn-1", None)
-    assert fetched is not None and fetched.id == partial.id and fetched.models == cldnn_only
-    assert await store.count_predictions() == 2
-    with pytest.raises(NotFoundError):
-        await store.save_prediction(9999, mood_result(MODELS))
+    found = await store.find_analysis("local", str(audio), MODELS)
+    assert found is not None and found.fingerprint == f"{audio.stat().st_size}:2"
 
 
-async def test_unique_constraint_with_missing_model_versions(engine: AsyncEngine,
-                                                             store: Store) -> None:
-    track = await new_track(store, 1)
-    row = {"track_id": track.id, "probabilities": {"Q1": 1.0}, "quadrant": "Q1",
-           "valence": 1.0, "arousal": 1.0, "confidence": 1.0, "timeline": [],
-           "elapsed_ms": 1.0}
-    sessions = make_sessionmaker(engine)
-    async with sessions() as session, session.begin():
-        session.add(Prediction(**row))  # both versions default to ''
-    with pytest.raises(IntegrityError):
-        async with sessions() as session, session.begin():
-            session.add(Prediction(**row, cldnn_version="", ensemble_version=""))
-
-
-async def test_features_feedback_and_cascade(engine: AsyncEngine, store: Store) -> None:
-    track = await new_track(store, 1)
-    features = await store.save_features(track.id, "spotify", "v1", {"energy": 0.8})
-    again = await store.save_features(track.id, "spotify", "v1", {"energy": 0.1})
-    assert again.id == features.id and again.values == {"energy": 0.8}
+async def test_feedback_one_label_per_user_and_track(engine: AsyncEngine, store: Store) -> None:
+    stored = await store.record_analysis(track(1), prediction(),
+                                         [FeatureRecord("spotify", "1", {"energy": 0.8})])
+    track_id = stored.track.id
+    first = await store.set_feedback("discord", "123456789012345678", track_id, "Q3",
+                                     context="guild-1")
+    second = await store.set_feedback("discord", "123456789012345678", track_id, "Q4")
+    assert second.id == first.id and (second.quadrant, second.context) == ("Q4", None)
+    other = await store.set_feedback("cli", "123456789012345678", track_id, "Q1")
+    assert other.id != first.id  # the same id on another front-end is another user
     with pytest.raises(InvalidRecordError):
-        await store.save_features(track.id, "mfcc", "v1", {})
-    feedback = await store.add_feedback(123456789012345678, None, track.id, "Q3")
-    assert (feedback.user_id, feedback.guild_id, feedback.quadrant) == (
-        "123456789012345678", None, "Q3")
-    with pytest.raises(InvalidRecordError):
-        await store.add_feedback("1", "2", track.id, "Q5")
+        await store.set_feedback("cli", "me", track_id, "Q5")
     with pytest.raises(NotFoundError):
-        await store.add_feedback("1", "2", 9999, "Q1")
-    await store.save_prediction(track.id, mood_result(MODELS))
+        await store.set_feedback("cli", "me", 9999, "Q1")
 
     # foreign_keys=ON: deleting the track deletes its sources, features, labels, predictions.
     async with make_sessionmaker(engine)() as session, session.begin():
-        await session.execute(sa.delete(Track).where(Track.id == track.id))
+        await session.execute(sa.delete(Track).where(Track.id == track_id))
     async with make_sessionmaker(engine)() as session:
         for table in ("track_sources", "audio_features", "feedback", "predictions"):
             count = await session.scalar(sa.text(f"SELECT count(*) FROM {table}"))
@@ -298,21 +307,64 @@ async def test_model_registry(store: Store) -> None:
 
 async def test_concurrent_writes_neither_duplicate_nor_lock(engine: AsyncEngine,
                                                             store: Store) -> None:
-    tracks = [await new_track(store, n) for n in range(10)]
-    rows = await asyncio.gather(*(store.save_prediction(tracks[i % 10].id, mood_result(MODELS))
+    rows = await asyncio.gather(*(store.record_analysis(track(i % 10), prediction())
                                   for i in range(50)))
     assert await store.count_predictions() == 10
-    for track in tracks:
-        assert len({r.id for r in rows if r.track_id == track.id}) == 1
-
-    same = await asyncio.gather(*(store.upsert_track("Race", None, None, None, None, "url",
-                                                     "https://race.test/a", None)
-                                  for _ in range(20)))
-    assert len({t.id for t in same}) == 1
+    by_track: dict[int, set[int]] = {}
+    for row in rows:
+        assert row.prediction is not None
+        by_track.setdefault(row.track.id, set()).add(row.prediction.id)
+    assert len(by_track) == 10 and all(len(ids) == 1 for ids in by_track.values())
     async with make_sessionmaker(engine)() as session:
-        sources = await session.scalar(sa.select(sa.func.count()).select_from(TrackSource)
-                                       .where(TrackSource.provider == "url"))
-    assert sources == 1
+        sources = await session.scalar(sa.select(sa.func.count()).select_from(TrackSource))
+        tracks = await session.scalar(sa.select(sa.func.count()).select_from(Track))
+    assert (sources, tracks) == (10, 10)
+
+
+# --- migration of existing data -------------------------------------------------------------
+
+
+def test_0002_converts_existing_rows_and_back(db_url: str) -> None:
+    upgrade(db_url, "0001")
+    engine = sa.create_engine(sync_url(db_url))
+    now = "2026-11-20 10:00:00.000000"
+    old_prediction = ("INSERT INTO predictions (track_id, cldnn_version, ensemble_version, "
+                      "probabilities, quadrant, valence, arousal, confidence, timeline, "
+                      "elapsed_ms, created_at) VALUES (1, :c, :e, '{\"Q1\": 1.0}', 'Q1', 1, 1, "
+                      "1, '[]', 5.0, :t)")
+    try:
+        with engine.begin() as c:
+            c.execute(sa.text("INSERT INTO tracks (id, title, created_at) VALUES (1, 'x', :t)"),
+                      {"t": now})
+            c.execute(sa.text("INSERT INTO track_sources (track_id, provider, provider_id, "
+                              "served_preview, created_at) VALUES (1, 'youtube', 'abc', 0, :t)"),
+                      {"t": now})
+            c.execute(sa.text(old_prediction), {"c": "mood-4q-cldnn-1", "e": "", "t": now})
+            c.execute(sa.text(old_prediction), {"c": "mood-4q-cldnn-1",
+                                                "e": "mood-4q-ensemble-1", "t": now})
+            for when, quadrant in (("2026-11-20 10:00:00", "Q3"), ("2026-11-21 10:00:00", "Q2")):
+                c.execute(sa.text("INSERT INTO feedback (user_id, guild_id, track_id, quadrant, "
+                                  "created_at) VALUES ('42', 'g1', 1, :q, :t)"),
+                          {"q": quadrant, "t": when})
+        upgrade(db_url)
+        with engine.connect() as c:
+            keys = c.execute(sa.text("SELECT models_key FROM predictions ORDER BY id")).scalars()
+            assert list(keys) == ["cldnn=mood-4q-cldnn-1",
+                                  "cldnn=mood-4q-cldnn-1;ensemble=mood-4q-ensemble-1"]
+            assert c.execute(sa.text("SELECT provider FROM track_sources")).scalar() == "ytdlp"
+            labels = c.execute(sa.text("SELECT frontend, user_id, context, quadrant "
+                                       "FROM feedback")).all()
+            assert [tuple(r) for r in labels] == [("discord", "42", "g1", "Q2")]  # the newest
+        downgrade(db_url, "0001")
+        with engine.connect() as c:
+            versions = c.execute(sa.text("SELECT cldnn_version, ensemble_version FROM "
+                                         "predictions ORDER BY id")).all()
+            assert [tuple(v) for v in versions] == [("mood-4q-cldnn-1", ""), (
+                "mood-4q-cldnn-1", "mood-4q-ensemble-1")]
+            assert c.execute(sa.text("SELECT provider FROM track_sources")).scalar() == "youtube"
+            assert c.execute(sa.text("SELECT guild_id FROM feedback")).scalar() == "g1"
+    finally:
+        engine.dispose()
 
 
 # --- settings and CLI ---------------------------------------------------------------------
@@ -327,11 +379,13 @@ def fresh_settings() -> Iterator[None]:
 
 def test_database_url_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MER_DATABASE_URL", raising=False)
-    settings = bot.settings.Settings(data_dir=tmp_path)
-    assert settings.resolved_database_url() == f"sqlite+aiosqlite:///{tmp_path}/mood.db"
-    assert not settings.auto_upgrade and settings.sqlite_busy_timeout_ms == 30000
-    other = bot.settings.Settings(database_url="postgresql+asyncpg://u:p@h/mood")
-    assert other.resolved_database_url() == "postgresql+asyncpg://u:p@h/mood"
+    settings = bot.settings.Settings.load(None, data_dir=tmp_path)
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path}/mood.db"
+    assert not settings.storage.auto_upgrade
+    assert settings.storage.sqlite_busy_timeout_ms == 30000
+    other = bot.settings.Settings.load(
+        None, storage={"database_url": "postgresql+asyncpg://u:p@h/mood"})
+    assert other.database_url == "postgresql+asyncpg://u:p@h/mood"
 
 
 def test_cli_db_commands(db_url: str, fresh_settings: None) -> None:
@@ -342,10 +396,10 @@ def test_cli_db_commands(db_url: str, fresh_settings: None) -> None:
     assert "no schema" in result.stdout
     result = runner.invoke(app, ["db", "upgrade"], env=env)
     assert result.exit_code == 0, result.output
-    assert "upgraded from empty to 0001 (head)" in result.stdout
-    assert current_revision(db_url) == "0001"
+    assert f"upgraded from empty to {HEAD} (head)" in result.stdout
+    assert current_revision(db_url) == HEAD
     result = runner.invoke(app, ["db", "current"], env=env)
-    assert result.exit_code == 0 and result.stdout.strip().endswith(": 0001 (head)")
+    assert result.exit_code == 0 and result.stdout.strip().endswith(f": {HEAD} (head)")
     result = runner.invoke(app, ["db", "downgrade", "nowhere"], env=env)
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ") and "nowhere" in result.stderr

@@ -1,70 +1,13 @@
 """Storage of the mood companion: SQLAlchemy models, async engine, migrations, store.
 
-Typical start-up::
+Typical start-up (the service does this)::
 
-    engine = create_engine(settings.resolved_database_url())
-    await check_schema(engine)          # or upgrade_async(engine) when MER_AUTO_UPGRADE
+    engine = create_engine(url)
+    await check_schema(engine)          # or upgrade_async(engine) when auto-upgrade is on
     store = Store(make_sessionmaker(engine))
     ...
     await engine.dispose()
+
+This package does not import the models (:mod:`mer_models`): the service maps its results to
+the plain records of :mod:`bot.storage.store`.
 """
-
-from bot.db.engine import create_engine, default_database_url, make_sessionmaker
-from bot.db.errors import (
-    InvalidRecordError,
-    ModelConflictError,
-    NotFoundError,
-    SchemaOutOfDateError,
-    StorageError,
-)
-from bot.db.migrate import (
-    check_schema,
-    current_revision,
-    downgrade,
-    head_revision,
-    upgrade,
-    upgrade_async,
-)
-from bot.db.models import (
-    AudioFeatures,
-    Base,
-    Feedback,
-    Guild,
-    ModelVersion,
-    Prediction,
-    QueueEntry,
-    RetrainJob,
-    Track,
-    TrackSource,
-)
-from bot.db.store import Store, file_fingerprint, normalize_isrc
-
-__all__ = [
-    "AudioFeatures",
-    "Base",
-    "Feedback",
-    "Guild",
-    "InvalidRecordError",
-    "ModelConflictError",
-    "ModelVersion",
-    "NotFoundError",
-    "Prediction",
-    "QueueEntry",
-    "RetrainJob",
-    "SchemaOutOfDateError",
-    "StorageError",
-    "Store",
-    "Track",
-    "TrackSource",
-    "check_schema",
-    "create_engine",
-    "current_revision",
-    "default_database_url",
-    "downgrade",
-    "file_fingerprint",
-    "head_revision",
-    "make_sessionmaker",
-    "normalize_isrc",
-    "upgrade",
-    "upgrade_async",
-]

@@ -15,26 +15,6 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
-#: Name of the SQLite file inside the data folder.
-DATABASE_FILENAME = "mood.db"
-
-
-def default_database_url(data_dir: str | Path) -> str:
-    """URL of the default SQLite database inside a data folder.
-
-    Parameters
-    ----------
-    data_dir : str or Path
-        The data folder (``~`` is expanded; relative paths are made absolute).
-
-    Returns
-    -------
-    str
-        ``sqlite+aiosqlite:///<data_dir>/mood.db``.
-    """
-    path = Path(data_dir).expanduser().absolute() / DATABASE_FILENAME
-    return f"sqlite+aiosqlite:///{path.as_posix()}"
-
 
 def sqlite_file(url: str | URL) -> Path | None:
     """The database file of a SQLite URL; None for other databases and in-memory ones.

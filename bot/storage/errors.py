@@ -1,6 +1,6 @@
 """Exceptions of the storage layer.
 
-Every error raised by :mod:`bot.db` derives from :class:`StorageError`, so the CLI and the bot
+Every error raised by :mod:`bot.storage` derives from :class:`StorageError`, so the CLI and the bot
 can catch one type and show its message.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 class StorageError(Exception):
-    """Root of every error raised by :mod:`bot.db`."""
+    """Root of every error raised by :mod:`bot.storage`."""
 
 
 class InvalidRecordError(StorageError, ValueError):

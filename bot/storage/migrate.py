@@ -22,8 +22,8 @@ from alembic.util.exc import CommandError
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.db.engine import create_engine, sqlite_file
-from bot.db.errors import SchemaOutOfDateError, StorageError
+from bot.storage.engine import create_engine, sqlite_file
+from bot.storage.errors import SchemaOutOfDateError, StorageError
 
 _T = TypeVar("_T")
 

@@ -7,14 +7,18 @@ Conventions
 -----------
 - Timestamps are timezone-aware UTC :class:`~datetime.datetime` values on both sides (SQLite
   stores them without an offset; :class:`UTCDateTime` restores it).
-- A missing model version of a prediction is stored as ``""``, not NULL, so that the unique
-  constraint (track, cldnn version, ensemble version) holds on SQLite and PostgreSQL alike
-  (both treat NULLs as distinct).
-- Discord snowflakes (users, guilds) are stored as strings.
+- A prediction is keyed by its track and ``models_key``, the canonical text of the model
+  versions that made it (``"cldnn=mood-4q-cldnn-1;ensemble=mood-4q-ensemble-1"``), so a new
+  model version means a new prediction and any number of fused models fits one column.
+- Users are named by (front-end, id on that front-end): a Discord snowflake, a local user
+  name, ... stored as strings. Tables that belong to one front-end (Discord's guilds and
+  queues) are declared by that front-end on the same :class:`Base`.
+- Provider names are whatever :mod:`bot.sources` names them; the service validates them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -24,7 +28,6 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
-    Index,
     MetaData,
     String,
     Text,
@@ -33,9 +36,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-#: Where a track's audio or metadata came from (``track_sources.provider``).
-Provider = Literal["spotify", "deezer", "itunes", "youtube", "local", "url"]
-PROVIDERS: Final[tuple[str, ...]] = ("spotify", "deezer", "itunes", "youtube", "local", "url")
 #: Kinds of stored feature vectors (``audio_features.kind``).
 FeatureKind = Literal["descriptors", "spotify"]
 FEATURE_KINDS: Final[tuple[str, ...]] = ("descriptors", "spotify")
@@ -100,7 +100,9 @@ class Base(DeclarativeBase):
         datetime: UTCDateTime(),
         dict[str, Any]: JSON(),
         dict[str, float]: JSON(),
+        dict[str, str]: JSON(),
         list[dict[str, Any]]: JSON(),
+        list[float]: JSON(),
     }
 
 
@@ -125,10 +127,7 @@ class TrackSource(Base):
     """Where a track can be found: a provider's id for it, and the URL or path."""
 
     __tablename__ = "track_sources"
-    __table_args__ = (
-        UniqueConstraint("provider", "provider_id"),
-        CheckConstraint(_one_of("provider", PROVIDERS), name="provider"),
-    )
+    __table_args__ = (UniqueConstraint("provider", "provider_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"),
@@ -162,21 +161,20 @@ class AudioFeatures(Base):
 
 
 class Prediction(Base):
-    """The mood of a track according to one pair of model versions.
-
-    ``cldnn_version`` / ``ensemble_version`` are ``""`` when that model took no part.
-    """
+    """The mood of a track according to one set of model versions."""
 
     __tablename__ = "predictions"
     __table_args__ = (
-        UniqueConstraint("track_id", "cldnn_version", "ensemble_version"),
+        UniqueConstraint("track_id", "models_key"),
         CheckConstraint(_one_of("quadrant", QUADRANT_VALUES), name="quadrant"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"))
-    cldnn_version: Mapped[str] = mapped_column(String(128), default="", server_default="")
-    ensemble_version: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    #: Canonical text of ``models`` (see :func:`models_key`).
+    models_key: Mapped[str] = mapped_column(String(512))
+    #: ``{kind: name-version}`` of the fused models.
+    models: Mapped[dict[str, str]]
     #: ``{"Q1": p1, ..., "Q4": p4}``.
     probabilities: Mapped[dict[str, float]]
     quadrant: Mapped[str] = mapped_column(String(2))
@@ -185,58 +183,41 @@ class Prediction(Base):
     confidence: Mapped[float]
     #: ``[{"start", "end", "quadrant", "probabilities"}, ...]``, one per analysis window.
     timeline: Mapped[list[dict[str, Any]]]
+    #: A learned embedding of the clip (for "tracks like this one"), when a model gives one.
+    embedding: Mapped[list[float] | None]
     elapsed_ms: Mapped[float]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    @property
-    def models(self) -> dict[str, str | None]:
-        """``{"cldnn": version or None, "ensemble": version or None}``, as in MoodResult."""
-        return {"cldnn": self.cldnn_version or None,
-                "ensemble": self.ensemble_version or None}
+
+def models_key(models: Mapping[str, str]) -> str:
+    """The canonical text of a set of model versions: ``"kind=version;..."``, sorted."""
+    return ";".join(f"{kind}={models[kind]}" for kind in sorted(models))
 
 
 class Feedback(Base):
     """A user's mood label for a track (training data for retraining).
 
-    ``guild_id`` is None for labels given in direct messages; it is not a foreign key, so that
-    labels outlive the guild's settings row.
+    One label per user and track: a new answer replaces the old one. ``context`` says where
+    it was given (a Discord guild's id, None in direct messages or the console); it is not a
+    foreign key, so labels outlive a guild's settings.
     """
 
     __tablename__ = "feedback"
-    __table_args__ = (CheckConstraint(_one_of("quadrant", QUADRANT_VALUES), name="quadrant"),)
+    __table_args__ = (
+        UniqueConstraint("frontend", "user_id", "track_id"),
+        CheckConstraint(_one_of("quadrant", QUADRANT_VALUES), name="quadrant"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(20), index=True)
-    guild_id: Mapped[str | None] = mapped_column(String(20))
+    #: The front-end the user came through: ``discord``, ``cli``, ``mpd``.
+    frontend: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[str] = mapped_column(String(64))
+    context: Mapped[str | None] = mapped_column(String(64))
     track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"),
                                           index=True)
     quadrant: Mapped[str] = mapped_column(String(2))
+    #: When the current label was given (a new answer replaces it).
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class Guild(Base):
-    """A Discord guild's settings (the id is the guild's snowflake)."""
-
-    __tablename__ = "guilds"
-
-    id: Mapped[str] = mapped_column(String(20), primary_key=True)
-    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-
-
-class QueueEntry(Base):
-    """A track queued in a guild (the queue history)."""
-
-    __tablename__ = "queue_entries"
-    __table_args__ = (Index("ix_queue_entries_guild_id_queued_at", "guild_id", "queued_at"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    guild_id: Mapped[str] = mapped_column(ForeignKey("guilds.id", ondelete="CASCADE"))
-    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"),
-                                          index=True)
-    requested_by: Mapped[str] = mapped_column(String(64))
-    queued_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ModelVersion(Base):
@@ -248,7 +229,7 @@ class ModelVersion(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
     version: Mapped[str] = mapped_column(String(64))
-    #: The model card's kind: ``cldnn``, ``ensemble``, ``spotify-ensemble``.
+    #: The model card's kind: ``cldnn``, ``ensemble``, ...
     kind: Mapped[str] = mapped_column(String(32))
     sha256: Mapped[str] = mapped_column(String(64))
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,54 +1,49 @@
-"""The storage operations the service needs, each in its own transaction.
+"""The storage operations the service needs.
 
-Writes that may race (the same track found by two requests, the same prediction computed by
-two workers) rely on the database's unique constraints: the loser's ``IntegrityError`` is
-caught and the winner's row read back, so callers never see duplicates or errors.
+A classification is written in one transaction (:meth:`Store.record_analysis`: track, source,
+prediction, features) and a lookup is one read (:meth:`Store.find_analysis`). Writes that may
+race (the same track found by two requests, the same prediction computed by two workers) rely
+on the database's unique constraints: the loser's transaction is retried and finds the
+winner's rows, so callers never see duplicates or errors.
+
+Nothing here knows the models: the service maps its results to the plain records below.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.db.engine import make_sessionmaker
-from bot.db.errors import InvalidRecordError, ModelConflictError, NotFoundError, StorageError
-from bot.db.models import (
+from bot.storage.errors import InvalidRecordError, ModelConflictError, NotFoundError, StorageError
+from bot.storage.models import (
     FEATURE_KINDS,
-    PROVIDERS,
+    QUADRANT_VALUES,
     AudioFeatures,
     Feedback,
     ModelVersion,
     Prediction,
     Track,
     TrackSource,
+    models_key,
+    utcnow,
 )
-from mer_models.moods import Quadrant
-from mer_models.result import MoodResult
 
-#: Attempts of a read-or-insert before giving up (each retry follows a lost race).
+#: Attempts of a transaction that lost a race (each retry finds the winner's rows).
 _ATTEMPTS = 3
 _ISRC = re.compile(r"[A-Z]{2}[A-Z0-9]{3}[0-9]{7}")
+#: Features computed from the audio: they go when the audio changes.
+_AUDIO_FEATURE_KINDS = ("descriptors",)
 
 
 def file_fingerprint(path: str | os.PathLike[str]) -> str:
-    """The fingerprint of a local file: ``"size:mtime_ns"``.
-
-    Parameters
-    ----------
-    path : str or PathLike
-        The file.
-
-    Returns
-    -------
-    str
-        Changes whenever the file is rewritten (or touched).
-    """
+    """The fingerprint of a local file: ``"size:mtime_ns"`` (changes when it is rewritten)."""
     stat = os.stat(path)
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
@@ -56,15 +51,7 @@ def file_fingerprint(path: str | os.PathLike[str]) -> str:
 def normalize_isrc(isrc: str | None) -> str | None:
     """An ISRC in its 12-character form (``"US-RC1-76-07839"`` -> ``"USRC17607839"``).
 
-    Parameters
-    ----------
-    isrc : str or None
-        As given by a provider.
-
-    Returns
-    -------
-    str or None
-        None when missing or malformed (a malformed code would only match wrongly).
+    Returns None when missing or malformed (a malformed code would only match wrongly).
     """
     if not isrc:
         return None
@@ -72,23 +59,70 @@ def normalize_isrc(isrc: str | None) -> str | None:
     return code if _ISRC.fullmatch(code) else None
 
 
-def _provider(provider: str) -> str:
-    if provider not in PROVIDERS:
-        raise InvalidRecordError(f"unknown provider {provider!r} (one of {', '.join(PROVIDERS)})")
-    return provider
+@dataclass(frozen=True, kw_only=True)
+class TrackRecord:
+    """A track as one provider knows it, ready to store.
+
+    ``provider_id`` is the provider's id (for ``local`` the file's absolute path);
+    ``fingerprint`` is set for local files (see :func:`file_fingerprint`); ``served_preview``
+    says whether the provider only serves a preview clip of the track.
+    """
+
+    title: str
+    artist: str | None = None
+    album: str | None = None
+    duration_s: float | None = None
+    isrc: str | None = None
+    provider: str
+    provider_id: str
+    url: str | None = None
+    fingerprint: str | None = None
+    served_preview: bool = False
 
 
-def _source_id(provider: str, provider_id: str) -> str:
-    if not provider_id:
-        raise InvalidRecordError(f"{provider}: empty provider id")
-    return os.path.abspath(provider_id) if provider == "local" else provider_id
+@dataclass(frozen=True, kw_only=True)
+class PredictionRecord:
+    """A mood to store: the columns of :class:`~bot.storage.models.Prediction`."""
+
+    models: dict[str, str]
+    probabilities: dict[str, float]
+    quadrant: str
+    valence: float
+    arousal: float
+    confidence: float
+    timeline: list[dict[str, Any]]
+    embedding: list[float] | None = None
+    elapsed_ms: float = 0.0
 
 
-def _quadrant(quadrant: Quadrant | str) -> str:
-    try:
-        return Quadrant(quadrant).value
-    except ValueError as exc:
-        raise InvalidRecordError(f"unknown quadrant {quadrant!r} (Q1, Q2, Q3 or Q4)") from exc
+@dataclass(frozen=True)
+class FeatureRecord:
+    """A feature vector to store: its kind, the extractor's version, the values."""
+
+    kind: str
+    version: str
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredAnalysis:
+    """What :meth:`Store.find_analysis` and :meth:`Store.record_analysis` give back."""
+
+    track: Track
+    fingerprint: str | None
+    prediction: Prediction | None
+    features: list[AudioFeatures] = field(default_factory=list)
+
+
+def _check_source(record: TrackRecord) -> None:
+    if not record.provider or not record.provider_id:
+        raise InvalidRecordError(f"{record.provider or '?'}: empty provider or provider id")
+
+
+def _check_quadrant(quadrant: str) -> str:
+    if quadrant not in QUADRANT_VALUES:
+        raise InvalidRecordError(f"unknown quadrant {quadrant!r} (Q1, Q2, Q3 or Q4)")
+    return quadrant
 
 
 class Store:
@@ -97,320 +131,182 @@ class Store:
     Parameters
     ----------
     sessions : async_sessionmaker
-        From :func:`bot.db.engine.make_sessionmaker` (``expire_on_commit=False``: the rows
-        returned stay readable after their transaction).
+        From :func:`bot.storage.engine.make_sessionmaker` (``expire_on_commit=False``: the
+        rows returned stay readable after their transaction).
 
     Notes
     -----
-    Rows are returned detached from any session; relationships are not mapped, so
-    nothing is lazily loaded behind the caller's back.
+    Rows are returned detached from any session; relationships are not mapped, so nothing is
+    lazily loaded behind the caller's back.
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+        self.sessions = sessions
 
-    @classmethod
-    def from_engine(cls, engine: AsyncEngine) -> Store:
-        """A store on a new session factory of ``engine``.
+    # --- tracks and their analyses -----------------------------------------------------------
+
+    async def find_analysis(self, provider: str, provider_id: str,
+                            models: Mapping[str, str]) -> StoredAnalysis | None:
+        """The track a provider's id names, and its prediction by these model versions.
 
         Parameters
         ----------
-        engine : AsyncEngine
-            From :func:`bot.db.engine.create_engine`.
+        provider, provider_id : str
+            The source (for ``local`` the file's absolute path).
+        models : mapping
+            ``{kind: name-version}`` of the live models.
 
         Returns
         -------
-        Store
-            The store.
+        StoredAnalysis or None
+            None when the source is unknown; ``prediction`` is None when these models have
+            not classified the track yet.
         """
-        return cls(make_sessionmaker(engine))
+        async with self.sessions() as session:
+            row = (await session.execute(
+                select(Track, TrackSource.fingerprint)
+                .join(TrackSource, TrackSource.track_id == Track.id)
+                .where(TrackSource.provider == provider,
+                       TrackSource.provider_id == provider_id))).first()
+            if row is None:
+                return None
+            track, fingerprint = row
+            prediction = await session.scalar(select(Prediction).where(
+                Prediction.track_id == track.id, Prediction.models_key == models_key(models)))
+            return StoredAnalysis(track, fingerprint, prediction)
 
-    # --- tracks ---------------------------------------------------------------------------
+    async def record_analysis(self, track: TrackRecord, prediction: PredictionRecord,
+                              features: Sequence[FeatureRecord] = ()) -> StoredAnalysis:
+        """Store a classified track in one transaction: track, source, prediction, features.
 
-    async def find_track_by_source(self, provider: str, provider_id: str) -> Track | None:
-        """The track a provider's id (for ``local``: the file's path) is a source of.
-
-        Parameters
-        ----------
-        provider : str
-            ``spotify``, ``deezer``, ``itunes``, ``youtube``, ``local`` or ``url``.
-        provider_id : str
-            The provider's id of the track.
-
-        Returns
-        -------
-        Track or None
-            None when the source is unknown.
-        """
-        provider_id = _source_id(_provider(provider), provider_id)
-        async with self._sessions() as session:
-            return await session.scalar(
-                select(Track).join(TrackSource, TrackSource.track_id == Track.id)
-                .where(TrackSource.provider == provider, TrackSource.provider_id == provider_id))
-
-    async def upsert_track(self, title: str, artist: str | None, album: str | None,
-                           duration_s: float | None, isrc: str | None, provider: str,
-                           provider_id: str, url: str | None, fingerprint: str | None = None,
-                           *, served_preview: bool = False) -> Track:
-        """Find or create the track of a source, and record the source.
-
-        The track is the one the source already belongs to, else the oldest track with the
-        same ISRC (when given), else a new one. Metadata the track lacks is filled in from
-        the arguments, never overwritten; the source's URL and fingerprint are updated.
-
-        Parameters
-        ----------
-        title, artist, album : str or None
-            Metadata (``title`` is required for a new track).
-        duration_s : float or None
-            Duration in seconds.
-        isrc : str or None
-            International Standard Recording Code (hyphens allowed; a malformed one is
-            ignored).
-        provider : str
-            ``spotify``, ``deezer``, ``itunes``, ``youtube``, ``local`` or ``url``.
-        provider_id : str
-            The provider's id; for ``local`` the file's path (stored absolute).
-        url : str or None
-            Where to fetch the audio or page.
-        fingerprint : str or None
-            For local files ``"size:mtime_ns"`` (see :func:`file_fingerprint`).
-        served_preview : bool
-            Whether the provider only serves a preview clip of the track.
-
-        Returns
-        -------
-        Track
-            The track (detached).
+        The track is found by its source, else by ISRC, else created; metadata it lacks is
+        filled in, never overwritten. When a local file's fingerprint changed, its earlier
+        predictions and audio features are dropped first (they describe other audio). A
+        prediction or feature vector already stored for the same versions is kept (idempotent).
 
         Raises
         ------
         InvalidRecordError
-            Unknown provider or empty provider id.
+            Empty provider id, unknown quadrant or feature kind.
+        StorageError
+            The write kept losing races (should not happen).
         """
-        provider_id = _source_id(_provider(provider), provider_id)
-        isrc = normalize_isrc(isrc)
+        _check_source(track)
+        _check_quadrant(prediction.quadrant)
+        for feature in features:
+            if feature.kind not in FEATURE_KINDS:
+                raise InvalidRecordError(f"unknown feature kind {feature.kind!r} "
+                                         f"(one of {', '.join(FEATURE_KINDS)})")
         for attempt in range(_ATTEMPTS):
             try:
-                async with self._sessions() as session, session.begin():
-                    source = await session.scalar(select(TrackSource).where(
-                        TrackSource.provider == provider, TrackSource.provider_id == provider_id))
-                    if source is not None:
-                        if fingerprint is not None and source.fingerprint != fingerprint:
-                            source.fingerprint = fingerprint
-                        if url is not None and source.url != url:
-                            source.url = url
-                        track = await session.get_one(Track, source.track_id)
-                        _fill_gaps(track, artist=artist, album=album, duration_s=duration_s,
-                                   isrc=isrc)
-                        return track
-                    match: Track | None = None
-                    if isrc is not None:
-                        match = await session.scalar(select(Track).where(Track.isrc == isrc)
-                                                     .order_by(Track.id).limit(1))
-                    if match is None:
-                        track = Track(title=title, artist=artist, album=album,
-                                      duration_s=duration_s, isrc=isrc)
-                        session.add(track)
-                        await session.flush()
-                    else:
-                        track = match
-                        _fill_gaps(track, artist=artist, album=album, duration_s=duration_s,
-                                   isrc=isrc)
-                    session.add(TrackSource(track_id=track.id, provider=provider,
-                                            provider_id=provider_id, url=url,
-                                            fingerprint=fingerprint,
-                                            served_preview=served_preview))
-                    await session.flush()
-                    return track
+                async with self.sessions() as session, session.begin():
+                    row = await self._upsert_track(session, track)
+                    stored = await self._add_prediction(session, row.id, prediction)
+                    rows = [await self._add_features(session, row.id, f) for f in features]
+                    return StoredAnalysis(row, track.fingerprint, stored, rows)
             except IntegrityError as exc:
-                # Another task recorded the same source first: the next attempt finds it.
+                # Another task stored the same track or prediction first: the retry finds it.
                 if attempt == _ATTEMPTS - 1:
-                    raise StorageError(f"{provider}:{provider_id}: could not record the "
-                                       f"track: {exc.orig}") from exc
+                    raise StorageError(f"{track.provider}:{track.provider_id}: could not "
+                                       f"store the analysis: {exc.orig}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def local_fingerprint(self, path_str: str | os.PathLike[str]) -> str | None:
-        """The fingerprint stored for a local file.
+    async def _upsert_track(self, session: AsyncSession, record: TrackRecord) -> Track:
+        isrc = normalize_isrc(record.isrc)
+        gaps = {"artist": record.artist, "album": record.album,
+                "duration_s": record.duration_s, "isrc": isrc}
+        source = await session.scalar(select(TrackSource).where(
+            TrackSource.provider == record.provider,
+            TrackSource.provider_id == record.provider_id))
+        if source is not None:
+            if record.fingerprint is not None and source.fingerprint != record.fingerprint:
+                await self._forget_audio(session, source.track_id)
+                source.fingerprint = record.fingerprint
+            if record.url is not None:
+                source.url = record.url
+            track = await session.get_one(Track, source.track_id)
+            _fill_gaps(track, gaps)
+            return track
+        track_or_none = None
+        if isrc is not None:
+            track_or_none = await session.scalar(select(Track).where(Track.isrc == isrc)
+                                                 .order_by(Track.id).limit(1))
+        if track_or_none is None:
+            track = Track(title=record.title, artist=record.artist, album=record.album,
+                          duration_s=record.duration_s, isrc=isrc)
+            session.add(track)
+            await session.flush()
+        else:
+            track = track_or_none
+            _fill_gaps(track, gaps)
+        session.add(TrackSource(track_id=track.id, provider=record.provider,
+                                provider_id=record.provider_id, url=record.url,
+                                fingerprint=record.fingerprint,
+                                served_preview=record.served_preview))
+        await session.flush()
+        return track
 
-        Parameters
-        ----------
-        path_str : str or PathLike
-            The file's path (made absolute, as :meth:`upsert_track` stores it).
+    @staticmethod
+    async def _forget_audio(session: AsyncSession, track_id: int) -> None:
+        await session.execute(delete(Prediction).where(Prediction.track_id == track_id))
+        await session.execute(delete(AudioFeatures).where(
+            AudioFeatures.track_id == track_id, AudioFeatures.kind.in_(_AUDIO_FEATURE_KINDS)))
 
-        Returns
-        -------
-        str or None
-            ``"size:mtime_ns"`` when the file is known and has one.
-        """
-        provider_id = _source_id("local", os.fspath(path_str))
-        async with self._sessions() as session:
-            return await session.scalar(select(TrackSource.fingerprint).where(
-                TrackSource.provider == "local", TrackSource.provider_id == provider_id))
-
-    # --- predictions and features ---------------------------------------------------------
-
-    async def get_prediction(self, track_id: int, cldnn_version: str | None,
-                             ensemble_version: str | None) -> Prediction | None:
-        """The stored prediction of a track by one pair of model versions.
-
-        Parameters
-        ----------
-        track_id : int
-            The track.
-        cldnn_version, ensemble_version : str or None
-            Model versions as in ``MoodResult.models`` (None: that model took no part).
-
-        Returns
-        -------
-        Prediction or None
-            None when not stored yet.
-        """
-        async with self._sessions() as session:
-            return await session.scalar(select(Prediction).where(
-                Prediction.track_id == track_id,
-                Prediction.cldnn_version == (cldnn_version or ""),
-                Prediction.ensemble_version == (ensemble_version or "")))
-
-    async def save_prediction(self, track_id: int, result: MoodResult) -> Prediction:
-        """Store a track's prediction; idempotent per (track, model versions).
-
-        Parameters
-        ----------
-        track_id : int
-            The track.
-        result : MoodResult
-            The engine's result; its ``models`` give the versions.
-
-        Returns
-        -------
-        Prediction
-            The stored row: the existing one when the track already has a prediction by
-            these model versions (the new result is then discarded).
-
-        Raises
-        ------
-        NotFoundError
-            The track does not exist.
-        """
-        cldnn = result.models.get("cldnn") or ""
-        ensemble = result.models.get("ensemble") or ""
-        existing = await self.get_prediction(track_id, cldnn, ensemble)
+    @staticmethod
+    async def _add_prediction(session: AsyncSession, track_id: int,
+                              record: PredictionRecord) -> Prediction:
+        key = models_key(record.models)
+        existing = await session.scalar(select(Prediction).where(
+            Prediction.track_id == track_id, Prediction.models_key == key))
         if existing is not None:
             return existing
         row = Prediction(
-            track_id=track_id, cldnn_version=cldnn, ensemble_version=ensemble,
-            probabilities=dict(result.probabilities), quadrant=result.quadrant.value,
-            valence=result.valence, arousal=result.arousal, confidence=result.confidence,
-            timeline=[{"start": w.start, "end": w.end, "quadrant": w.quadrant.value,
-                       "probabilities": dict(w.probabilities)} for w in result.windows],
-            elapsed_ms=float(result.timings_ms.get("total", 0.0)))
-        try:
-            async with self._sessions() as session, session.begin():
-                session.add(row)
-            return row
-        except IntegrityError as exc:
-            existing = await self.get_prediction(track_id, cldnn, ensemble)
-            if existing is None:
-                raise NotFoundError(f"track {track_id} does not exist") from exc
-            return existing
+            track_id=track_id, models_key=key, models=dict(record.models),
+            probabilities=dict(record.probabilities), quadrant=record.quadrant,
+            valence=record.valence, arousal=record.arousal, confidence=record.confidence,
+            timeline=list(record.timeline), embedding=record.embedding,
+            elapsed_ms=record.elapsed_ms)
+        session.add(row)
+        await session.flush()
+        return row
 
-    async def save_features(self, track_id: int, kind: str, version: str,
-                            values: Mapping[str, Any]) -> AudioFeatures:
-        """Store a track's feature vector; idempotent per (track, kind, version).
-
-        Parameters
-        ----------
-        track_id : int
-            The track.
-        kind : str
-            ``descriptors`` (audio descriptors) or ``spotify`` (Spotify audio features).
-        version : str
-            Version of the extractor (or of the API) that produced the values.
-        values : mapping
-            JSON-serialisable feature values.
-
-        Returns
-        -------
-        AudioFeatures
-            The stored row (the existing one when already stored).
-
-        Raises
-        ------
-        InvalidRecordError
-            Unknown kind.
-        NotFoundError
-            The track does not exist.
-        """
-        if kind not in FEATURE_KINDS:
-            raise InvalidRecordError(f"unknown feature kind {kind!r} "
-                                     f"(one of {', '.join(FEATURE_KINDS)})")
-        query = select(AudioFeatures).where(AudioFeatures.track_id == track_id,
-                                            AudioFeatures.kind == kind,
-                                            AudioFeatures.version == version)
-        async with self._sessions() as session:
-            existing = await session.scalar(query)
+    @staticmethod
+    async def _add_features(session: AsyncSession, track_id: int,
+                            record: FeatureRecord) -> AudioFeatures:
+        existing = await session.scalar(select(AudioFeatures).where(
+            AudioFeatures.track_id == track_id, AudioFeatures.kind == record.kind,
+            AudioFeatures.version == record.version))
         if existing is not None:
             return existing
-        row = AudioFeatures(track_id=track_id, kind=kind, version=version, values=dict(values))
-        try:
-            async with self._sessions() as session, session.begin():
-                session.add(row)
-            return row
-        except IntegrityError as exc:
-            async with self._sessions() as session:
-                existing = await session.scalar(query)
-            if existing is None:
-                raise NotFoundError(f"track {track_id} does not exist") from exc
-            return existing
+        row = AudioFeatures(track_id=track_id, kind=record.kind, version=record.version,
+                            values=dict(record.values))
+        session.add(row)
+        await session.flush()
+        return row
 
     async def count_predictions(self) -> int:
-        """Number of stored predictions.
-
-        Returns
-        -------
-        int
-            Rows of ``predictions``.
-        """
-        async with self._sessions() as session:
+        """Number of stored predictions."""
+        async with self.sessions() as session:
             return await session.scalar(select(func.count()).select_from(Prediction)) or 0
 
-    async def forget_analysis(self, track_id: int) -> int:
-        """Delete a track's predictions and our descriptors (its audio changed).
+    # --- feedback ------------------------------------------------------------------------------
 
-        Returns
-        -------
-        int
-            Predictions deleted.
-        """
-        async with self._sessions() as session, session.begin():
-            deleted = await session.execute(
-                delete(Prediction).where(Prediction.track_id == track_id))
-            await session.execute(delete(AudioFeatures).where(
-                AudioFeatures.track_id == track_id, AudioFeatures.kind == "descriptors"))
-            return int(getattr(deleted, "rowcount", 0) or 0)
-
-    # --- feedback -------------------------------------------------------------------------
-
-    async def add_feedback(self, user_id: str | int, guild_id: str | int | None, track_id: int,
-                           quadrant: Quadrant | str) -> Feedback:
-        """Record a user's mood label for a track.
+    async def set_feedback(self, frontend: str, user_id: str, track_id: int, quadrant: str,
+                           *, context: str | None = None) -> Feedback:
+        """Record a user's mood label for a track, replacing their earlier one.
 
         Parameters
         ----------
-        user_id : str or int
-            Discord user snowflake.
-        guild_id : str, int or None
-            Discord guild snowflake; None for direct messages.
+        frontend : str
+            Where the user is known: ``discord``, ``cli``, ``mpd``.
+        user_id : str
+            The user's id on that front-end.
         track_id : int
             The track.
-        quadrant : Quadrant or str
+        quadrant : str
             The label, ``Q1`` .. ``Q4``.
-
-        Returns
-        -------
-        Feedback
-            The new row.
+        context : str, optional
+            Where it was given (a Discord guild's id).
 
         Raises
         ------
@@ -419,14 +315,24 @@ class Store:
         NotFoundError
             The track does not exist.
         """
-        row = Feedback(user_id=str(user_id), guild_id=None if guild_id is None else str(guild_id),
-                       track_id=track_id, quadrant=_quadrant(quadrant))
-        try:
-            async with self._sessions() as session, session.begin():
-                session.add(row)
-        except IntegrityError as exc:
-            raise NotFoundError(f"track {track_id} does not exist") from exc
-        return row
+        _check_quadrant(quadrant)
+        where = (Feedback.frontend == frontend, Feedback.user_id == user_id,
+                 Feedback.track_id == track_id)
+        for attempt in range(_ATTEMPTS):
+            try:
+                async with self.sessions() as session, session.begin():
+                    row = await session.scalar(select(Feedback).where(*where))
+                    if row is None:
+                        if await session.get(Track, track_id) is None:
+                            raise NotFoundError(f"track {track_id} does not exist")
+                        row = Feedback(frontend=frontend, user_id=user_id, track_id=track_id)
+                        session.add(row)
+                    row.quadrant, row.context, row.created_at = quadrant, context, utcnow()
+                    return row
+            except IntegrityError as exc:
+                if attempt == _ATTEMPTS - 1:
+                    raise StorageError(f"feedback on track {track_id}: {exc.orig}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # --- model registry -------------------------------------------------------------------
 
@@ -461,7 +367,7 @@ class Store:
         """
         for attempt in range(_ATTEMPTS):
             try:
-                async with self._sessions() as session, session.begin():
+                async with self.sessions() as session, session.begin():
                     row = await session.scalar(select(ModelVersion).where(
                         ModelVersion.name == name, ModelVersion.version == version))
                     if row is None:
@@ -498,13 +404,13 @@ class Store:
         list of ModelVersion
             At most one per kind when registered through :meth:`register_model`.
         """
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             rows = await session.scalars(select(ModelVersion).where(ModelVersion.live.is_(True))
                                          .order_by(ModelVersion.kind, ModelVersion.name))
             return list(rows)
 
 
-def _fill_gaps(track: Track, **values: Any) -> None:
+def _fill_gaps(track: Track, values: Mapping[str, Any]) -> None:
     for name, value in values.items():
         if value is not None and getattr(track, name) is None:
             setattr(track, name, value)

@@ -18,7 +18,7 @@ down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-#: Timestamps: UTC, timezone-aware (bot.db.models.UTCDateTime on the Python side).
+#: Timestamps: UTC, timezone-aware (bot.storage.models.UTCDateTime on the Python side).
 UTC_DATETIME = sa.DateTime(timezone=True)
 QUADRANT_CHECK = "quadrant IN ('Q1', 'Q2', 'Q3', 'Q4')"
 
