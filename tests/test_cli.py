@@ -9,10 +9,21 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
+from bot.settings import get_settings
 
 runner = CliRunner()
 JSON_KEYS = {"input", "mood", "quadrant", "probabilities", "valence", "arousal", "confidence",
-             "windows", "models", "elapsed_ms"}
+             "windows", "models", "elapsed_ms", "track"}
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets its own database (created on first use) and settings."""
+    monkeypatch.setenv("MER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MER_WORKERS", "1")
+    get_settings.cache_clear()
+    yield tmp_path / "data"
+    get_settings.cache_clear()
 
 
 def test_json_contract(tiny_models_dir: Path, mood_files: dict[str, Path]) -> None:
@@ -31,6 +42,7 @@ def test_json_contract(tiny_models_dir: Path, mood_files: dict[str, Path]) -> No
         assert len(obj["windows"]) == 3
         assert all(set(w["probabilities"]) == {"Q1", "Q2", "Q3", "Q4"} for w in obj["windows"])
         assert obj["elapsed_ms"] > 0
+        assert obj["track"]["provider"] == "local" and obj["track"]["cached"] is False
 
 
 def test_bad_input_is_reported_and_others_still_run(tiny_models_dir: Path,
@@ -46,7 +58,7 @@ def test_bad_input_is_reported_and_others_still_run(tiny_models_dir: Path,
     assert [json.loads(line)["input"] for line in result.stdout.splitlines()] == [good]
     errors = result.stderr.strip().splitlines()
     assert errors[0].startswith(f"error: {text}: not a decodable audio file")
-    assert errors[1] == f"error: {missing}: no such file"
+    assert errors[1].startswith(f"error: {missing}: no such file")
     assert "Traceback" not in result.output
 
 
@@ -69,6 +81,9 @@ def test_models_prints_cards(tiny_models_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     cards = json.loads(result.stdout)
     assert {c["kind"] for c in cards} == {"cldnn", "ensemble"}
+    shipped = runner.invoke(app, ["models", "--json"])
+    assert {c["kind"] for c in json.loads(shipped.stdout)} >= {"cldnn", "ensemble",
+                                                             "spotify-ensemble"}
     assert all(len(c["sha256"]) == 64 for c in cards)
 
 
@@ -76,3 +91,28 @@ def test_models_prints_cards(tiny_models_dir: Path) -> None:
 def test_usage_errors(args: list[str]) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2
+
+
+def test_settings_and_database_errors_are_one_line(tiny_models_dir: Path,
+                                                    mood_files: dict[str, Path],
+                                                    data_dir: Path) -> None:
+    args = ["classify", str(mood_files["Q1"]), "--models", str(tiny_models_dir)]
+    cases = {
+        "MER_N_WINDOWS": ("zero", "invalid settings: MER_N_WINDOWS"),
+        "MER_DATABASE_URL": ("postgresql+nosuchdriver://u:hunter2@db.test/mood", "database "),
+    }
+    for variable, (value, expected) in cases.items():
+        get_settings.cache_clear()
+        result = runner.invoke(app, args, env={variable: value})
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(f"error: {expected}"), result.stderr
+        assert result.stderr.count("\n") == 1 and "hunter2" not in result.stderr
+    get_settings.cache_clear()
+    empty = runner.invoke(app, ["classify", "  "])
+    assert empty.stderr.startswith("error:   : empty query")
+    blocked = data_dir.parent / "blocked"
+    blocked.write_text("a file where the data folder should be")
+    get_settings.cache_clear()
+    result = runner.invoke(app, args, env={"MER_DATA_DIR": str(blocked)})
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: database ")

@@ -14,29 +14,35 @@ import pytest
 import soundfile as sf
 from sqlalchemy import func, select
 
-from bot.db.errors import SchemaOutOfDateError
-from bot.db.migrate import upgrade
-from bot.db.models import AudioFeatures, Prediction, Track
 from bot.service import MoodService, ServiceError
 from bot.settings import Settings
+from bot.storage.migrate import upgrade
+from bot.storage.models import AudioFeatures, Prediction, Track
 from mer_models.engine import MoodEngine
 from tests.fakes.audio import tone_mp3
 from tests.fakes.servers import CATALOGUE, FakeDeezer
 from tests.synth import SR, mood_clip
 
 
-def _settings(tmp: Path, models: Path, **extra: object) -> Settings:
-    values: dict[str, object] = dict(
-        data_dir=tmp, models_dir=models, database_url=f"sqlite+aiosqlite:///{tmp}/mood.db",
-        workers=1, source_order=["deezer"], allow_private_urls=True, http_retries=0)
-    values.update(extra)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+def _settings(tmp: Path, models: Path, *, workers: int = 1, auto_upgrade: bool = False,
+              deezer: str | None = None) -> Settings:
+    sources: dict[str, object] = {"source_order": ["deezer"], "allow_private_urls": True,
+                                  "http_retries": 0}
+    if deezer is not None:
+        sources["deezer_api_base"] = deezer
+    return Settings.load(None, data_dir=tmp, engine={"models_dir": models, "workers": workers},
+                         storage={"auto_upgrade": auto_upgrade}, sources=sources)
+
+
+def _with_deezer(settings: Settings, base: str) -> Settings:
+    sources = settings.sources.model_copy(update={"deezer_api_base": base})
+    return settings.model_copy(update={"sources": sources})
 
 
 @pytest.fixture
 def settings(tmp_path: Path, tiny_models_dir: Path) -> Settings:
     s = _settings(tmp_path, tiny_models_dir)
-    upgrade(s.resolved_database_url())
+    upgrade(s.database_url)
     return s
 
 
@@ -51,12 +57,12 @@ def library(tmp_path: Path) -> Path:
 
 
 async def _count(service: MoodService, model: type) -> int:
-    async with service.store._sessions() as session:
+    async with service.store.sessions() as session:
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
 async def _prediction_ids(service: MoodService) -> set[int]:
-    async with service.store._sessions() as session:
+    async with service.store.sessions() as session:
         return set((await session.scalars(select(Prediction.id))).all())
 
 
@@ -83,8 +89,9 @@ async def test_concurrent_requests_classify_each_track_once(
     for mood in moods:
         by_track.setdefault(mood.track_id, set()).add(json.dumps(mood.result.probabilities))
     assert len(by_track) == 10 and all(len(v) == 1 for v in by_track.values())
-    assert again.cached and again.provider == "cache"
+    assert again.cached and again.provider == "local"
     assert again.result.probabilities == moods[0].result.probabilities
+    assert again.result.input == str(files[0])
     assert (again.artist, again.title) == ("Artist 0", "Song 0")
 
 
@@ -92,8 +99,9 @@ async def test_scan_is_incremental(settings: Settings, library: Path) -> None:
     (library / "notes.mp3").write_text("not audio")
     async with await MoodService.create(settings, allow_local_files=True) as service:
         first = await service.scan(library)
-        assert (first.classified, first.unchanged) == (10, 0)
+        assert (first.total, first.classified, first.unchanged) == (11, 10, 0)
         assert list(first.failed) == [str(library / "notes.mp3")]
+        assert sum(first.quadrants.values()) == 10
         second = await service.scan(library)
         assert (second.classified, second.unchanged) == (0, 10)
         before = await _prediction_ids(service)
@@ -111,7 +119,8 @@ async def test_scan_is_incremental(settings: Settings, library: Path) -> None:
 
 async def test_out_of_date_schema_is_refused(tmp_path: Path, tiny_models_dir: Path) -> None:
     fresh = _settings(tmp_path, tiny_models_dir)
-    with pytest.raises(SchemaOutOfDateError, match="mer db upgrade"):
+    upgrade(fresh.database_url, "0001")
+    with pytest.raises(ServiceError, match="mer db upgrade"):
         await MoodService.create(fresh)
     upgraded = _settings(tmp_path, tiny_models_dir, auto_upgrade=True)
     async with await MoodService.create(upgraded) as service:
@@ -127,8 +136,7 @@ async def test_search_text_through_fake_deezer(settings: Settings) -> None:
     song = CATALOGUE[0]
     async with FakeDeezer() as deezer:
         deezer.audio = tone_mp3(8.0, 440.0)
-        configured = settings.model_copy(update={"deezer_api_base": deezer.base})
-        async with await MoodService.create(configured) as service:
+        async with await MoodService.create(_with_deezer(settings, deezer.base)) as service:
             mood = await service.classify(f"{song.artist} - {song.title}")
             assert (mood.title, mood.artist, mood.provider) == (song.title, song.artist,
                                                                 "deezer")
@@ -137,13 +145,14 @@ async def test_search_text_through_fake_deezer(settings: Settings) -> None:
             assert again.cached and again.track_id == mood.track_id
             with pytest.raises(ServiceError):
                 await service.classify("nothing matches this at all")
+            with pytest.raises(ServiceError, match="empty query"):
+                await service.classify("   ")
 
 
 async def test_failing_source_gives_clear_message(settings: Settings) -> None:
     async with FakeDeezer() as deezer:
         deezer.fail("/search", 500, times=None)
-        configured = settings.model_copy(update={"deezer_api_base": deezer.base})
-        async with await MoodService.create(configured) as service:
+        async with await MoodService.create(_with_deezer(settings, deezer.base)) as service:
             with pytest.raises(ServiceError, match="deezer"):
                 await service.classify("The Oscillators - Sunny Sine")
 
@@ -169,8 +178,6 @@ async def test_cli_classify_search_text_against_fakes(tmp_path: Path,
             return subprocess.CompletedProcess(args, proc.returncode or 0, out.decode(),
                                                err.decode())
 
-        refused = await mer_run("classify", f"{song.artist} - {song.title}")
-        assert refused.returncode == 1 and "mer db upgrade" in refused.stderr
         assert (await mer_run("db", "upgrade")).returncode == 0
         first = await mer_run("classify", f"{song.artist} - {song.title}", "--json")
         assert first.returncode == 0, first.stderr
@@ -184,3 +191,75 @@ async def test_cli_classify_search_text_against_fakes(tmp_path: Path,
         assert failed.returncode == 1
         assert failed.stderr.startswith("error: Someone Else - Unknown Song: ")
         assert "Traceback" not in failed.stderr
+
+        # A file goes through the service too: the second run answers from the database.
+        clip = tmp_path / "Someone - Something.wav"
+        sf.write(clip, mood_clip("Q1", seconds=6.0, seed=3), SR)
+        runs = [json.loads((await mer_run("classify", str(clip), "--json")).stdout)
+                for _ in range(2)]
+        assert [r["track"]["cached"] for r in runs] == [False, True]
+        assert runs[0]["input"] == runs[1]["input"] == str(clip)
+        assert runs[0]["probabilities"] == runs[1]["probabilities"]
+        assert runs[0]["track"]["id"] == runs[1]["track"]["id"]
+
+
+async def test_a_pool_of_two_workers_classifies_like_a_thread(
+        tmp_path: Path, tiny_models_dir: Path, library: Path) -> None:
+    """`mer scan`'s default is a process pool: same answers as the worker thread."""
+    pooled = _settings(tmp_path / "pool", tiny_models_dir, workers=2, auto_upgrade=True)
+    threaded = _settings(tmp_path / "thread", tiny_models_dir, workers=1, auto_upgrade=True)
+    answers = []
+    for settings in (pooled, threaded):
+        async with await MoodService.create(settings, allow_local_files=True) as service:
+            assert service.workers == settings.engine.workers
+            report = await service.scan(library)
+            assert (report.classified, report.failed) == (10, {})
+            moods = [await service.classify(str(p)) for p in sorted(library.iterdir())]
+            assert all(m.cached for m in moods)
+            answers.append([m.result.probabilities for m in moods])
+    for pooled_p, thread_p in zip(*answers, strict=True):
+        assert pooled_p == pytest.approx(thread_p, abs=1e-4)
+
+
+async def test_scan_survives_odd_names_and_vanishing_files(
+        settings: Settings, library: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = library / "odd.wav"
+    sf.write(plain, mood_clip("Q3", seconds=6.0, seed=7), SR)
+    os.rename(bytes(plain), bytes(library) + b"/caf\xe9 \xff - Song.wav")  # not UTF-8
+    doomed = library / "Artist 5 - Song 5.wav"
+    from bot.service import library as library_module
+
+    walk = library_module.audio_files
+
+    def walk_then_delete(directory: Path) -> list[Path]:
+        found = walk(directory)
+        doomed.unlink(missing_ok=True)  # deleted between the walk and its turn
+        return found
+
+    monkeypatch.setattr("bot.service.mood.audio_files", walk_then_delete)
+    async with await MoodService.create(settings, allow_local_files=True) as service:
+        report = await service.scan(library)
+        assert report.classified == 10 and list(report.failed) == [str(doomed)]
+        assert "no such file" in report.failed[str(doomed)].lower()
+        async with service.store.sessions() as session:
+            artists = set((await session.scalars(select(Track.artist))).all())
+        assert "caf\\xe9 \\xff" in artists  # the odd bytes, written out
+        again = await service.scan(library)
+        assert (again.classified, again.unchanged) == (0, 10)
+
+
+async def test_bad_database_is_one_clear_error(tmp_path: Path, tiny_models_dir: Path) -> None:
+    not_sqlite = tmp_path / "mood.db"
+    not_sqlite.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ServiceError, match=r"^database .*mood\.db: file is not a database$"):
+        await MoodService.create(_settings(tmp_path, tiny_models_dir))
+    bad_url = Settings.load(None, data_dir=tmp_path, storage={
+        "database_url": "postgresql+nosuchdriver://user:hunter2@db.example/mood"})
+    with pytest.raises(ServiceError) as caught:
+        await MoodService.create(bad_url)
+    assert "hunter2" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+async def test_an_empty_database_gets_the_schema(tmp_path: Path, tiny_models_dir: Path) -> None:
+    async with await MoodService.create(_settings(tmp_path, tiny_models_dir)) as service:
+        assert await service.store.count_predictions() == 0

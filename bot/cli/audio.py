@@ -1,4 +1,4 @@
-"""``mer classify``, ``mer models``, ``mer spotify``, ``mer demo``: the engine's commands."""
+"""``mer classify``, ``mer models``, ``mer spotify``, ``mer demo``: moods of tracks."""
 
 from __future__ import annotations
 
@@ -7,84 +7,51 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
+from bot.cli import common
 from bot.cli.common import app, fail, out, results_table
-from bot.settings import get_settings
-from mer_models.card import ModelCard, find_cards
-from mer_models.config import AnalysisConfig
-from mer_models.errors import MerError
-from mer_models.moods import Quadrant
-from mer_models.result import MoodResult
 
 if TYPE_CHECKING:
-    from bot.service import TrackMood
-    from mer_models.engine import MoodEngine
+    from bot.service import MoodResult, TrackMood
+    from bot.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 #: Batches at least this large are spread over worker processes (each costs ~2 s to start).
 _POOL_THRESHOLD = 8
 
-
-def _engine(models_dir: Path | None, windows: int | None) -> MoodEngine:
-    from mer_models.engine import MoodEngine
-
-    settings = get_settings()
-    config = AnalysisConfig(n_windows=windows or settings.n_windows)
-    return MoodEngine(models_dir or settings.models_dir, config=config,
-                      threads=settings.threads, prefer_gpu=settings.prefer_gpu)
+ModelsOpt = Annotated[Path | None, typer.Option("--models", help="Folder of model cards.")]
 
 
-def _classify_all(paths: list[Path], models_dir: Path | None, windows: int | None,
-                  workers: int | None) -> list[MoodResult | Exception]:
-    try:
-        engine = _engine(models_dir, windows)
-    except MerError as exc:
-        raise fail(str(exc)) from exc
-    workers = workers if workers is not None else (get_settings().workers or None)
-    if len(paths) >= _POOL_THRESHOLD and workers != 1:
-        return engine.classify_many([str(p) for p in paths], workers=workers)
-    return engine.classify_many([str(p) for p in paths], workers=1)
+async def classify_all(config: Settings, inputs: list[str], workers: int | None
+                       ) -> list[TrackMood | Exception]:
+    """Classify every input through the service; errors come back as values, one per input."""
+    from bot.service import ServiceError
 
-
-def looks_like_file(text: str) -> bool:
-    """Whether an input names a local file (else it is search text or a URL)."""
-    from bot.sources.local import AUDIO_EXTENSIONS  # bot.sources loads yt-dlp: only when used
-
-    if "://" in text or text.startswith(("spotify:", "www.")):
-        return False
-    path = Path(text).expanduser()
-    return (path.exists() or path.suffix.lower() in AUDIO_EXTENSIONS
-            or text.startswith(("/", "./", "../", "~")))
-
-
-async def _classify_queries(queries: list[str], models_dir: Path | None
-                            ) -> list[TrackMood | Exception]:
-    from bot.db.errors import StorageError
-    from bot.service import MoodService, ServiceError
-
-    settings = get_settings()
-    if models_dir is not None:
-        settings = settings.model_copy(update={"models_dir": models_dir})
-    try:
-        service = await MoodService.create(settings, allow_local_files=True, workers=1)
-    except (StorageError, MerError) as exc:
-        raise fail(str(exc)) from exc
-    async with service:
-        outcomes = await asyncio.gather(*(service.classify(q) for q in queries),
+    if workers is None and len(inputs) < _POOL_THRESHOLD:
+        workers = 1
+    async with common.service(config, workers=workers) as service:
+        outcomes = await asyncio.gather(*(service.classify(i) for i in inputs),
                                         return_exceptions=True)
     results: list[TrackMood | Exception] = []
-    for query, outcome in zip(queries, outcomes, strict=True):
+    for item, outcome in zip(inputs, outcomes, strict=True):
         if isinstance(outcome, BaseException) and not isinstance(outcome, ServiceError):
             # A bug, not a user error: the traceback goes to the log, a short line to the user.
-            logger.error("classifying %r failed", query, exc_info=outcome)
+            logger.error("classifying %r failed", item, exc_info=outcome)
             outcome = ServiceError(f"internal error ({type(outcome).__name__})")
         results.append(outcome)
     return results
+
+
+def _json(mood: TrackMood) -> dict[str, Any]:
+    obj = mood.result.to_json()
+    obj["track"] = {"id": mood.track_id, "title": mood.title, "artist": mood.artist,
+                    "provider": mood.provider, "cached": mood.cached}
+    return obj
 
 
 @app.command()
@@ -95,49 +62,30 @@ def classify(
         metavar="INPUT...")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input per line.")
                        ] = False,
-    models_dir: Annotated[Path | None, typer.Option("--models", help="Folder of model cards.")
-                          ] = None,
+    models_dir: ModelsOpt = None,
     windows: Annotated[int | None, typer.Option(min=1, max=64, help="Windows per clip.")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes for large "
-                                                           "batches of files (default: all "
-                                                           "cores).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: one "
+                                                           "per core for 8 inputs or more).")
+                       ] = None,
 ) -> None:
     """Classify the mood of audio files, or of tracks named by search text or URL.
 
-    Files are analysed directly. Search text and URLs are resolved through the configured
-    sources (Spotify, Deezer, iTunes, yt-dlp), and the result is stored in the database:
-    asking again answers from it.
+    Search text and URLs are resolved through the configured sources (Spotify, Deezer,
+    iTunes, yt-dlp). Every result is stored: asking again, for a file that has not changed
+    or a track, answers from the database.
     """
-    files = [i for i in inputs if looks_like_file(i)]
-    queries = [i for i in inputs if not looks_like_file(i)]
-    by_input: dict[str, MoodResult | Exception] = {}
-    if files:
-        by_input.update(zip(files, _classify_all([Path(f) for f in files], models_dir,
-                                                 windows, workers), strict=True))
-    extra: dict[str, dict[str, object]] = {}
-    if queries:
-        for query, outcome in zip(queries, asyncio.run(_classify_queries(queries, models_dir)),
-                                  strict=True):
-            if isinstance(outcome, Exception):
-                by_input[query] = outcome
-            else:
-                by_input[query] = outcome.result
-                extra[query] = {"id": outcome.track_id, "title": outcome.title,
-                                "artist": outcome.artist, "provider": outcome.provider,
-                                "cached": outcome.cached}
+    from bot.service import redact
+
+    config = common.settings(models_dir=models_dir, windows=windows)
+    outcomes = asyncio.run(classify_all(config, inputs, workers))
     ok: list[MoodResult] = []
-    for item in inputs:
-        result = by_input[item]
-        if isinstance(result, MoodResult):
-            ok.append(result)
-            if as_json:
-                obj = result.to_json()
-                if item in extra:
-                    obj["track"] = extra[item]
-                print(json.dumps(obj), flush=True)
-        else:
-            typer.echo(f"error: {result}" if isinstance(result, MerError) or item in files
-                       else f"error: {item}: {result}", err=True)
+    for item, outcome in zip(inputs, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            typer.echo(f"error: {redact(item)}: {outcome}", err=True)
+            continue
+        ok.append(outcome.result)
+        if as_json:
+            print(json.dumps(_json(outcome)), flush=True)
     if ok and not as_json:
         out.print(results_table(ok))
     if len(ok) != len(inputs):
@@ -146,16 +94,17 @@ def classify(
 
 @app.command()
 def models(
-    models_dir: Annotated[Path | None, typer.Option("--models", help="Folder of model cards.")
-                          ] = None,
+    models_dir: ModelsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the cards as JSON.")] = False,
 ) -> None:
     """Show the model cards (the newest of each kind in the models folder)."""
+    from bot.service import ServiceError
+    from bot.service.cards import model_cards
+
     try:
-        engine = _engine(models_dir, None)
-    except MerError as exc:
+        cards = model_cards(common.settings(models_dir=models_dir))
+    except ServiceError as exc:
         raise fail(str(exc)) from exc
-    cards = [ModelCard.load(path) for path in find_cards(engine.models_dir).values()]
     if as_json:
         print(json.dumps([c.model_dump(mode="json") for c in cards], indent=2))
         return
@@ -179,38 +128,29 @@ def models(
 def spotify(
     features: Annotated[str, typer.Argument(help="Spotify audio features as a JSON object "
                                                  "(danceability, energy, ...); - reads stdin.")],
-    models_dir: Annotated[Path | None, typer.Option("--models", help="Folder of model cards.")
-                          ] = None,
+    models_dir: ModelsOpt = None,
 ) -> None:
     """Mood from Spotify audio features, for tracks whose features you still hold."""
-    from mer_models.engine import DEFAULT_MODELS_DIR
-    from mer_models.spotify import SpotifyFeatureModel
+    from bot.service import ServiceError
+    from bot.service.cards import spotify_mood
 
-    folder = models_dir or get_settings().models_dir or DEFAULT_MODELS_DIR
-    card = find_cards(folder).get("spotify-ensemble")
-    if card is None:
-        raise fail(f"{folder}: no Spotify-feature model (train it: python -m train "
-                    "reproduce-seed)")
     text = sys.stdin.read() if features == "-" else features
     try:
         values = json.loads(text)
-        if not isinstance(values, dict):
-            raise ValueError("expected a JSON object")
-        probabilities = SpotifyFeatureModel(card).predict(values)
-    except (ValueError, MerError) as exc:
-        raise fail(f"spotify features: {exc}") from exc
-    quadrant = Quadrant(max(probabilities, key=probabilities.__getitem__))
-    print(json.dumps({"mood": quadrant.mood, "quadrant": quadrant.value,
-                      "probabilities": {k: round(v, 4) for k, v in probabilities.items()},
-                      "valence": round(probabilities["Q1"] + probabilities["Q4"], 4),
-                      "arousal": round(probabilities["Q1"] + probabilities["Q2"], 4)}))
+    except ValueError as exc:
+        raise fail(f"spotify features: not JSON: {exc}") from exc
+    if not isinstance(values, dict):
+        raise fail("spotify features: expected a JSON object")
+    try:
+        result = spotify_mood(common.settings(models_dir=models_dir), values)
+    except ServiceError as exc:
+        raise fail(str(exc)) from exc
+    print(json.dumps({key: result.to_json()[key] for key in
+                      ("mood", "quadrant", "probabilities", "valence", "arousal")}))
 
 
 @app.command()
-def demo(
-    models_dir: Annotated[Path | None, typer.Option("--models", help="Folder of model cards.")
-                          ] = None,
-) -> None:
+def demo(models_dir: ModelsOpt = None) -> None:
     """Classify the bundled demo library (MIT-licensed tracks of immich-memories-music)."""
     try:
         from immich_memories_music import tracks_dir
@@ -218,14 +158,14 @@ def demo(
         raise fail("the demo library is not installed: pip install immich-memories-music"
                     ) from exc
     paths = sorted(tracks_dir().glob("*/*.opus"))
-    results = _classify_all(paths, models_dir, None, None)
+    outcomes = asyncio.run(classify_all(common.settings(models_dir=models_dir),
+                                        [str(p) for p in paths], None))
     ok: list[MoodResult] = []
-    for path, result in zip(paths, results, strict=True):
-        if isinstance(result, MoodResult):
-            ok.append(MoodResult(input=f"{path.parent.name}/{path.name}",
-                                 probabilities=result.probabilities, windows=result.windows,
-                                 models=result.models, timings_ms=result.timings_ms,
-                                 duration=result.duration))
+    for path, outcome in zip(paths, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            typer.echo(f"error: {path}: {outcome}", err=True)
         else:
-            typer.echo(f"error: {result}", err=True)
+            from dataclasses import replace
+
+            ok.append(replace(outcome.result, input=f"{path.parent.name}/{path.name}"))
     out.print(results_table(ok, title="Demo library: folder = the track's intended mood"))

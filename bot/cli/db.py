@@ -6,58 +6,27 @@ from typing import Annotated, Literal
 
 import typer
 
+from bot.cli import common
 from bot.cli.common import fail
-from bot.settings import get_settings
 
 db_app = typer.Typer(help="The database schema: upgrade, downgrade, show the revision.",
                      no_args_is_help=True)
 
 
-def _database() -> tuple[str, str]:
-    """The database URL from the settings, and its printable form (password hidden)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+def _migrate(direction: Literal["upgrade", "downgrade"], target: str) -> None:
+    from bot.service import ServiceError
+    from bot.service.database import migrate, shown_url
 
-    url = get_settings().resolved_database_url()
+    config = common.settings()
     try:
-        shown = make_url(url).render_as_string(hide_password=True)
-    except ArgumentError as exc:
-        raise fail(f"MER_DATABASE_URL: {exc}") from exc
-    return url, shown
-
-
-def _migrate_errors() -> tuple[type[Exception], ...]:
-    from alembic.util.exc import CommandError
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from bot.db.errors import StorageError
-
-    return (StorageError, CommandError, SQLAlchemyError, ImportError, OSError)
-
-
-def _revision_label(revision: str | None, head: str) -> str:
-    if revision is None:
-        return "no schema (empty database)"
-    return f"{revision} (head)" if revision == head else f"{revision} (head is {head})"
-
-
-def _migrate(direction: Literal["upgrade", "downgrade"], revision: str) -> None:
-    from bot.db import migrate
-
-    url, shown = _database()
-    step = migrate.upgrade if direction == "upgrade" else migrate.downgrade
-    try:
-        before = migrate.current_revision(url)
-        step(url, revision, busy_timeout_ms=get_settings().sqlite_busy_timeout_ms)
-        after = migrate.current_revision(url)
-        head = migrate.head_revision()
-    except _migrate_errors() as exc:
-        raise fail(f"{shown}: {direction} to {revision} failed: {exc}") from exc
-    if before == after:
-        typer.echo(f"{shown}: already at {_revision_label(after, head)}")
+        before, after = migrate(config, direction, target)
+    except ServiceError as exc:
+        raise fail(str(exc)) from exc
+    shown = shown_url(config)
+    if before.current == after.current:
+        typer.echo(f"{shown}: already at {after}")
     else:
-        typer.echo(f"{shown}: {direction}d from {before or 'empty'} to "
-                   f"{_revision_label(after, head)}")
+        typer.echo(f"{shown}: {direction}d from {before.current or 'empty'} to {after}")
 
 
 @db_app.command("upgrade")
@@ -80,12 +49,11 @@ def db_downgrade(
 @db_app.command("current")
 def db_current() -> None:
     """Show the revision the database schema is at, and the one the code needs."""
-    from bot.db import migrate
+    from bot.service import ServiceError
+    from bot.service.database import revision, shown_url
 
-    url, shown = _database()
+    config = common.settings()
     try:
-        current = migrate.current_revision(url)
-        head = migrate.head_revision()
-    except _migrate_errors() as exc:
-        raise fail(f"{shown}: {exc}") from exc
-    typer.echo(f"{shown}: {_revision_label(current, head)}")
+        typer.echo(f"{shown_url(config)}: {revision(config)}")
+    except ServiceError as exc:
+        raise fail(str(exc)) from exc

@@ -1,50 +1,50 @@
-"""MoodService: the one object the CLI and the Discord bot use.
+"""MoodService: the one object every front-end (CLI, Discord bot, MPD player) calls.
 
-It resolves what a user named to a preview (bot.sources), answers from the database when the
-live models already classified that track, and otherwise classifies it off the event loop (a
-process pool, or a worker thread with ``workers=1``), stores the result, and returns it. Two
-concurrent requests for the same track classify it once (single flight).
+It resolves what a user named to a preview (:mod:`bot.sources`), answers from the database when
+the live models already classified that track, and otherwise classifies it off the event loop
+(a worker pool, or a worker thread with ``workers=1``), stores the result in one transaction,
+and returns it. Two concurrent requests for the same track classify it once (single flight).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-import multiprocessing
 import os
-from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from bot.db.engine import create_engine, make_sessionmaker
-from bot.db.errors import ModelConflictError
-from bot.db.migrate import check_schema, upgrade_async
-from bot.db.models import Prediction, Track
-from bot.db.store import Store, file_fingerprint
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.service.errors import ServiceError, redact
+from bot.service.library import ScanProgress, ScanReport, audio_files, storable
+from bot.service.records import (
+    feature_records,
+    mood_result,
+    prediction_record,
+    track_record,
+)
 from bot.settings import Settings
 from bot.sources.errors import SourceError
-from bot.sources.local import AUDIO_EXTENSIONS, LocalSource
-from bot.sources.models import Preview, TrackInfo
+from bot.sources.local import LocalSource
+from bot.sources.models import Preview, Provider
 from bot.sources.resolver import PreviewResolver, ResolverConfig
-from mer_models.audio import AudioSource
+from bot.storage.engine import make_sessionmaker
+from bot.storage.errors import ModelConflictError
+from bot.storage.migrate import check_schema, database_revision, upgrade_async
+from bot.storage.models import Prediction
+from bot.storage.store import Store, StoredAnalysis, file_fingerprint
 from mer_models.config import AnalysisConfig
-from mer_models.engine import MoodEngine, classify_in_worker, init_worker
+from mer_models.engine import MoodEngine
 from mer_models.errors import MerError
-from mer_models.features import FEATURES_VERSION
-from mer_models.result import MoodResult, WindowResult
+from mer_models.pool import EngineSpec, WorkerPool
+from mer_models.result import MoodResult
 
 logger = logging.getLogger(__name__)
-
-#: bot.sources names the provider that served metadata; the database names the source kind.
-_DB_PROVIDER = {"spotify": "spotify", "deezer": "deezer", "itunes": "itunes",
-                "ytdlp": "youtube", "http": "url", "local": "local"}
-
-
-class ServiceError(Exception):
-    """A request could not be served; the message is safe to show to a user."""
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,12 @@ class TrackMood:
     title, artist : str
         Display metadata.
     provider : str
-        Who served the preview (``deezer``, ``itunes``, ``ytdlp``, ``local``, ...), or
-        ``"cache"`` when the answer came from the database.
+        Who served the audio this time (``deezer``, ``itunes``, ``ytdlp``, ``url``,
+        ``local``).
     result : MoodResult
-        The mood.
+        The mood; its ``input`` is what the caller asked for (URL credentials redacted).
     cached : bool
-        True when no classification ran for this request.
+        True when the answer came from the database (no classification ran).
     """
 
     track_id: int
@@ -74,44 +74,32 @@ class TrackMood:
     cached: bool
 
 
-@dataclass
-class ScanReport:
-    """What ``scan`` did: files classified, skipped as unchanged, and failures by path."""
-
-    classified: int = 0
-    unchanged: int = 0
-    failed: dict[str, str] = field(default_factory=dict)
-
-
 class MoodService:
     """Resolve, classify once, remember.
 
+    Build it with :meth:`create`; the constructor takes ready parts (tests build their own).
+
     Parameters
     ----------
-    settings : Settings
-        Application settings.
     store : Store
         Database access.
     resolver : PreviewResolver
         Track resolution and previews.
     engine : MoodEngine
         The live models (their versions key the stored predictions).
-    executor : Executor or None
-        Where classification runs: a process pool set up with
-        :func:`mer_models.engine.init_worker`, or None for a worker thread using ``engine``.
+    pool : WorkerPool or None
+        Worker processes for classification; None classifies in a thread with ``engine``.
     """
 
-    def __init__(self, *, settings: Settings, store: Store, resolver: PreviewResolver,
-                 engine: MoodEngine, executor: Executor | None = None) -> None:
-        self.settings = settings
+    def __init__(self, *, store: Store, resolver: PreviewResolver, engine: MoodEngine,
+                 pool: WorkerPool | None = None) -> None:
         self.store = store
         self.resolver = resolver
         self.engine = engine
-        self._executor = executor
-        self._workers = getattr(executor, "_max_workers", 1) if executor else 1
+        self._pool = pool
         self._local = LocalSource()
-        self._in_flight: dict[int, asyncio.Future[TrackMood]] = {}
-        self._disposers: list[Callable[[], Awaitable[None]]] = []
+        self._in_flight: dict[tuple[str, str], asyncio.Future[TrackMood]] = {}
+        self._databases: list[AsyncEngine] = []
 
     @classmethod
     async def create(cls, settings: Settings, *, allow_local_files: bool = False,
@@ -123,55 +111,48 @@ class MoodService:
         settings : Settings
             Application settings.
         allow_local_files : bool
-            Accept local paths as queries (the CLI, never the Discord bot).
+            Accept local paths as queries (the CLI and the player, never the Discord bot).
         workers : int, optional
-            Classification processes (default ``settings.workers``, 0 = one per core);
-            1 classifies in a thread of this process.
+            Classification processes (default ``settings.engine.workers``, 0 = one per
+            core); 1 classifies in a thread of this process.
 
         Raises
         ------
-        SchemaOutOfDateError
-            The database is not at the code's revision and ``auto_upgrade`` is off.
-        MerError
-            The models cannot be loaded.
+        ServiceError
+            The database cannot be opened or is not at the code's schema, or the models
+            cannot be loaded (one line saying which and why). An empty database gets the
+            schema; an out-of-date one is upgraded only with ``storage.auto_upgrade``.
         """
-        db = create_engine(settings.resolved_database_url(),
-                           busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        from bot.service.database import database_errors, describe_database_error, open_engine
+
+        db = open_engine(settings)
         try:
-            if settings.auto_upgrade:
-                await upgrade_async(db)
+            if settings.storage.auto_upgrade or await database_revision(db) is None:
+                await upgrade_async(db)  # a new, empty database is created at the head
             await check_schema(db)
-            config = AnalysisConfig(n_windows=settings.n_windows)
+            store = Store(make_sessionmaker(db))
             engine = await asyncio.to_thread(  # loads and hashes the models: off the loop
-                MoodEngine, settings.models_dir, config=config, threads=settings.threads,
-                prefer_gpu=settings.prefer_gpu)
+                MoodEngine, settings.engine.models_dir,
+                config=AnalysisConfig(n_windows=settings.engine.n_windows),
+                threads=settings.engine.threads, prefer_gpu=settings.engine.prefer_gpu)
+            await _register_live_models(store, engine)
+        except MerError as exc:
+            await db.dispose()
+            raise ServiceError(f"models: {exc}") from exc
+        except database_errors() as exc:
+            await db.dispose()
+            raise ServiceError(describe_database_error(settings, exc)) from exc
         except BaseException:
             await db.dispose()
             raise
-        count = workers if workers is not None else settings.workers
+        count = workers if workers is not None else settings.engine.workers
         count = count or os.cpu_count() or 1
-        executor: Executor | None = None
-        if count > 1:
-            executor = ProcessPoolExecutor(
-                max_workers=count, mp_context=multiprocessing.get_context("spawn"),
-                initializer=init_worker,
-                initargs=(engine.models_dir, engine.config, settings.prefer_gpu))
+        pool = WorkerPool(EngineSpec.of(engine), count) if count > 1 else None
         resolver = PreviewResolver(ResolverConfig.from_settings(
             settings, allow_local_files=allow_local_files))
-        service = cls(settings=settings, store=Store(make_sessionmaker(db)), resolver=resolver,
-                      engine=engine, executor=executor)
-        service._disposers.append(db.dispose)
-        await service._register_live_models()
+        service = cls(store=store, resolver=resolver, engine=engine, pool=pool)
+        service._databases.append(db)
         return service
-
-    async def _register_live_models(self) -> None:
-        """Record the loaded models in the registry, marked live."""
-        for card in self.engine.cards:
-            try:
-                await self.store.register_model(card.name, card.version, card.kind,
-                                                card.sha256, card.metrics, live=True)
-            except ModelConflictError as exc:  # same name-version, other file: keep serving
-                logger.warning("model registry: %s", exc)
 
     async def __aenter__(self) -> Self:
         return self
@@ -182,101 +163,125 @@ class MoodService:
 
     async def aclose(self) -> None:
         """Stop the pool, close the sources and the database."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.shutdown)
         await self.resolver.aclose()
-        for dispose in self._disposers:
-            await dispose()
+        for db in self._databases:
+            await db.dispose()
 
     @property
-    def versions(self) -> dict[str, str | None]:
-        """Versions of the live models."""
+    def versions(self) -> dict[str, str]:
+        """``{kind: name-version}`` of the live models."""
         return self.engine.versions
 
+    @property
+    def workers(self) -> int:
+        """Classifications that can run at once."""
+        return self._pool.workers if self._pool is not None else 1
+
     async def classify(self, query: str) -> TrackMood:
-        """Mood of the track a query names (search text, URL or, for the CLI, a file).
+        """Mood of the track a query names: search text, a URL or (CLI, player) a file.
 
         Raises
         ------
         ServiceError
-            No source could provide the track, or its audio cannot be analysed; the message
-            says why.
+            The query is empty, no source could provide the track, or its audio cannot be
+            analysed; the message says why.
         """
+        if not query.strip():
+            raise ServiceError("empty query: give a file, a URL or \"Artist - Title\"")
         try:
             preview = await self.resolver.resolve(query)
         except SourceError as exc:
-            raise ServiceError(str(exc)) from exc
-        return await self._classify_preview(preview)
+            raise ServiceError(exc.reason) from exc
+        mood = await self._mood_of(preview)
+        return dataclasses.replace(mood, result=dataclasses.replace(mood.result,
+                                                                    input=redact(query)))
 
-    async def scan(self, directory: Path, *,
-                   progress: Callable[[int, int], None] | None = None) -> ScanReport:
+    async def scan(self, directory: Path, *, progress: ScanProgress | None = None
+                   ) -> ScanReport:
         """Index a local library: one prediction per audio file for the live models.
 
         Unchanged files (same size and modification time) that already have a prediction
-        are skipped, so a rescan costs only a directory walk.
+        are skipped, so a rescan costs a directory walk and one database read per file. A
+        file that fails (unreadable, not audio, deleted meanwhile) is reported and the scan
+        goes on; a cancelled scan keeps what it stored, so the next one resumes.
 
         Parameters
         ----------
         directory : Path
             Folder to walk (recursively).
         progress : callable, optional
-            Called with (done, total) after each file.
+            Called with (done, total, path) after each file.
+
+        Raises
+        ------
+        ServiceError
+            ``directory`` is not a folder.
         """
         if not directory.is_dir():
-            raise ServiceError(f"{directory}: not a directory")
+            raise ServiceError(f"{storable(str(directory))}: not a directory")
         paths = await asyncio.to_thread(audio_files, directory)  # a big library: not on the loop
-        report = ScanReport()
-        done = 0
+        report = ScanReport(total=len(paths))
+        quadrants: Counter[str] = Counter()
 
         async def one(path: Path) -> None:
-            nonlocal done
             try:
-                if await self._unchanged(path):
+                mood = await self._scan_file(path)
+            except SourceError as exc:
+                report.failed[storable(str(path))] = exc.reason
+            except ServiceError as exc:
+                report.failed[storable(str(path))] = str(exc)
+            except OSError as exc:  # deleted or unreadable since the walk
+                report.failed[storable(str(path))] = exc.strerror or type(exc).__name__
+            except Exception as exc:  # a bug: log it, keep scanning
+                logger.exception("scanning %s failed", storable(str(path)))
+                report.failed[storable(str(path))] = f"internal error ({type(exc).__name__})"
+            else:
+                quadrants[mood.result.quadrant.value] += 1
+                if mood.cached:
                     report.unchanged += 1
                 else:
-                    await self._classify_preview(await self._local.preview(path))
                     report.classified += 1
-            except (ServiceError, SourceError) as exc:
-                report.failed[str(path)] = str(exc)
-            done += 1
             if progress:
-                progress(done, len(paths))
+                progress(report.done, report.total, path)
 
         # Enough files in flight to keep every worker busy, not the whole library at once.
-        limit = asyncio.Semaphore(2 * self._workers)
+        limit = asyncio.Semaphore(2 * self.workers)
 
         async def bounded(path: Path) -> None:
             async with limit:
                 await one(path)
 
-        await asyncio.gather(*(bounded(p) for p in paths))
+        try:
+            await asyncio.gather(*(bounded(p) for p in paths))
+        finally:
+            report.quadrants = dict(sorted(quadrants.items()))
         return report
 
-    async def _unchanged(self, path: Path) -> bool:
-        stored = await self.store.local_fingerprint(path)
-        if stored is None or stored != file_fingerprint(path):
-            return False
-        track = await self.store.find_track_by_source("local", str(path.resolve()))
-        return track is not None and await self._stored(track.id) is not None
+    async def _scan_file(self, path: Path) -> TrackMood:
+        key = storable(str(path.resolve()))
+        stored = await self.store.find_analysis(Provider.LOCAL.value, key, self.versions)
+        if (stored is not None and stored.prediction is not None
+                and stored.fingerprint == file_fingerprint(path)):
+            return _cached(stored, stored.prediction, str(path), Provider.LOCAL.value)
+        return await self._mood_of(await self._local.preview(path))
 
-    async def _stored(self, track_id: int) -> Prediction | None:
-        versions = self.versions
-        return await self.store.get_prediction(track_id, versions["cldnn"],
-                                               versions["ensemble"])
-
-    async def _classify_preview(self, preview: Preview) -> TrackMood:
-        info = preview.track
-        track = await self._track_row(info, preview)
-        stored = await self._stored(track.id)
-        if stored is not None:
-            return _from_row(track, stored, info.display_name)
-        running = self._in_flight.get(track.id)
+    async def _mood_of(self, preview: Preview) -> TrackMood:
+        record = track_record(preview)
+        key = (record.provider, record.provider_id)
+        stored = await self.store.find_analysis(*key, self.versions)
+        if (stored is not None and stored.prediction is not None
+                and stored.fingerprint == record.fingerprint):
+            return _cached(stored, stored.prediction, preview.track.display_name,
+                           preview.provider)
+        running = self._in_flight.get(key)
         if running is not None:  # single flight: wait for the classification under way
             return await asyncio.shield(running)
         future: asyncio.Future[TrackMood] = asyncio.get_running_loop().create_future()
-        self._in_flight[track.id] = future
+        self._in_flight[key] = future
         try:
-            mood = await self._run_classification(track, preview)
+            mood = await self._classify_and_store(preview)
             future.set_result(mood)
             return mood
         except BaseException as exc:
@@ -284,67 +289,38 @@ class MoodService:
             future.exception()  # retrieved here: waiters re-raise it, nobody logs it twice
             raise
         finally:
-            del self._in_flight[track.id]
+            del self._in_flight[key]
 
-    async def _run_classification(self, track: Track, preview: Preview) -> TrackMood:
+    async def _classify_and_store(self, preview: Preview) -> TrackMood:
         info = preview.track
-        outcome = await self._classify_audio(str(preview.path))
+        if self._pool is None:
+            outcome = await asyncio.to_thread(self.engine.try_classify, str(preview.path))
+        else:
+            outcome = await self._pool.classify(str(preview.path))
+        # The caller knows what it asked for: the message says only what went wrong.
         if isinstance(outcome, MerError):
-            raise ServiceError(f"{info.display_name}: {_reason(outcome)}") from outcome
+            raise ServiceError(getattr(outcome, "reason", None) or str(outcome)) from outcome
         if isinstance(outcome, Exception):
-            raise ServiceError(f"{info.display_name}: internal error while classifying"
-                               ) from outcome
-        row = await self.store.save_prediction(track.id, outcome)
-        if outcome.descriptors:
-            await self.store.save_features(track.id, "descriptors", str(FEATURES_VERSION),
-                                           outcome.descriptors)
-        if info.spotify_features:
-            await self.store.save_features(track.id, "spotify", "1", info.spotify_features)
-        if row.models != outcome.models:  # pragma: no cover - stored by a concurrent process
-            return _from_row(track, row, info.display_name)
+            raise ServiceError("internal error while classifying") from outcome
+        stored = await self.store.record_analysis(
+            track_record(preview), prediction_record(outcome), feature_records(outcome, info))
+        track = stored.track
         return TrackMood(track.id, track.title, track.artist or "", preview.provider,
                          outcome, cached=False)
 
-    async def _classify_audio(self, source: AudioSource) -> MoodResult | Exception:
-        loop = asyncio.get_running_loop()
-        if self._executor is None:
-            return await asyncio.to_thread(self.engine.try_classify, source)
-        return await loop.run_in_executor(self._executor, classify_in_worker, source)
 
-    async def _track_row(self, info: TrackInfo, preview: Preview) -> Track:
-        provider = _DB_PROVIDER.get(info.provider, "url")
-        fingerprint = None
-        provider_id = info.provider_id
-        previous = None
-        if provider == "local":
-            provider_id = str(Path(info.provider_id).resolve())
-            fingerprint = file_fingerprint(provider_id)
-            previous = await self.store.local_fingerprint(provider_id)
-        track = await self.store.upsert_track(
-            info.title, info.artist or None, info.album, info.duration_s, info.isrc,
-            provider, provider_id, info.url, fingerprint,
-            served_preview=preview.provider == info.provider)
-        if previous is not None and previous != fingerprint:
-            # The file changed since it was analysed: its stored mood no longer applies.
-            await self.store.forget_analysis(track.id)
-        return track
+def _cached(stored: StoredAnalysis, prediction: Prediction, name: str,
+            provider: str) -> TrackMood:
+    track = stored.track
+    return TrackMood(track.id, track.title, track.artist or "", provider,
+                     mood_result(prediction, name), cached=True)
 
 
-def _reason(error: MerError) -> str:
-    return getattr(error, "reason", None) or str(error)
-
-
-def _from_row(track: Track, row: Prediction, name: str) -> TrackMood:
-    windows = [WindowResult(start=w["start"], end=w["end"], probabilities=w["probabilities"])
-               for w in row.timeline]
-    duration = windows[-1].end if windows else 0.0
-    result = MoodResult(input=name, probabilities=dict(row.probabilities), windows=windows,
-                        models=row.models, timings_ms={"total": row.elapsed_ms},
-                        duration=duration)
-    return TrackMood(track.id, track.title, track.artist or "", "cache", result, cached=True)
-
-
-def audio_files(directory: Path) -> list[Path]:
-    """Audio files below a folder, in a stable order."""
-    return sorted(p for p in directory.rglob("*")
-                  if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+async def _register_live_models(store: Store, engine: MoodEngine) -> None:
+    """Record the loaded models in the registry, marked live."""
+    for card in engine.cards:
+        try:
+            await store.register_model(card.name, card.version, card.kind, card.sha256,
+                                       card.metrics, live=True)
+        except ModelConflictError as exc:  # same name-version, other file: keep serving
+            logger.warning("model registry: %s", exc)

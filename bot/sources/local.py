@@ -57,7 +57,7 @@ class LocalSource:
         """
         file = Path(path).expanduser()
         if not file.is_file():
-            raise TrackNotFoundError(SOURCE, f"no such file: {file}")
+            raise TrackNotFoundError(SOURCE, "no such file")
         with file.open("rb") as fh:
             head = fh.read(12)
         if sniff_audio(head) is None and file.suffix.lower() not in AUDIO_EXTENSIONS:
