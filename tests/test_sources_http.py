@@ -27,7 +27,7 @@ from bot.sources.errors import (
 from bot.sources.http import HttpClient
 from bot.sources.retry import backoff_delay, parse_retry_after
 from bot.sources.sniff import sniff_audio
-from bot.sources.urlguard import is_public_address, redact_urls, safe_url
+from bot.sources.urlguard import is_public_address, redact_url, redact_urls
 from tests.fakes.guards import LoopbackGuard, install_loopback_guard
 from tests.fakes.servers import FakeFiles
 
@@ -281,11 +281,11 @@ def test_is_public_address(address: str, public: bool) -> None:
 # --- no secrets in logs or messages ---------------------------------------------------------
 
 
-def test_safe_url_drops_credentials_query_and_fragment() -> None:
-    assert safe_url("https://user:pw@cdn.test:8443/a/b.mp3?hdnea=exp~hmac=SIG#t") == \
-        "https://cdn.test:8443/a/b.mp3"
+def test_redact_url_drops_credentials_secret_values_and_fragment() -> None:
+    assert redact_url("https://user:pw@cdn.test:8443/a/b.mp3?hdnea=exp~hmac=SIG#t") == \
+        "https://cdn.test:8443/a/b.mp3?hdnea=REDACTED"
     assert redact_urls("failed: https://x.test/p?token=SECRET and more") == \
-        "failed: https://x.test/p and more"
+        "failed: https://x.test/p?token=REDACTED and more"
 
 
 async def test_signed_urls_stay_out_of_errors_and_logs(

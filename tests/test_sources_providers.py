@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import shutil
 from collections.abc import AsyncIterator
@@ -132,6 +133,17 @@ async def test_spotify_429_then_success(spotify_fake: FakeSpotify) -> None:
     assert (await spotify.track(SUNNY.spotify_id)).title == "Sunny Sine"
     spotify.close()
     assert spotify_fake.hits_under("/v1/tracks") == 2
+
+
+async def test_spotify_redirects_are_not_followed(spotify_fake: FakeSpotify,
+                                                 guard: LoopbackGuard) -> None:
+    spotify_fake.fail("/v1/tracks", 302, headers={"Location": "http://127.0.0.2:9/private"})
+    spotify = _spotify(spotify_fake)
+    with pytest.raises(SourceError, match="redirect"):
+        await spotify.track(SUNNY.spotify_id)
+    spotify.close()
+    assert spotify_fake.hits_under("/v1/tracks") == 1
+    assert "127.0.0.2" not in guard.attempts
 
 
 async def test_spotify_retry_after_beyond_the_cap_is_not_slept(
@@ -319,13 +331,15 @@ async def test_ytdlp_failures_are_source_errors(files: FakeFiles) -> None:
 
 
 def test_ytdlp_options_forbid_playlists_and_cap_the_download(tmp_path: Path) -> None:
-    opts = YtDlpSource(max_bytes=1234, timeout_s=3.0, ffmpeg="/usr/bin/ffmpeg").options(tmp_path)
+    opts = YtDlpSource(max_bytes=1234, timeout_s=3.0, ffmpeg="/usr/bin/ffmpeg").options(
+        tmp_path, "http://127.0.0.1:9")
     assert opts["noplaylist"] is True and opts["playlist_items"] == "1"
     assert opts["max_filesize"] == 1234 and opts["socket_timeout"] == 3.0
+    assert opts["proxy"] == opts["geo_verification_proxy"] == "http://127.0.0.1:9"
     assert opts["quiet"] and opts["noprogress"]
-    ranges = list(opts["download_ranges"]({}, None))
-    assert ranges == [{"start_time": 0, "end_time": 30.0}]
-    assert opts["outtmpl"]["default"].startswith(str(tmp_path))
+    assert "file" not in opts["external_downloader_args"]["ffmpeg_i"][1].split(",")
+    assert opts["paths"]["home"] == str(tmp_path)
+    json.dumps(opts)  # it travels to the child process as JSON
 
 
 @pytest.mark.parametrize(("info", "artist", "title"), [

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.settings import Settings
+from bot.settings import Settings, SourceSettings
 from bot.sources.base import Fetched, Wanted
 from bot.sources.errors import (
     NoPreviewError,
@@ -81,7 +81,10 @@ class World:
                         spotify_api_base=self.spotify.api_base,
                         spotify_token_url=self.spotify.token_url)
         base.update(changes)
-        return ResolverConfig(**base)  # type: ignore[arg-type]
+        cache = base.pop("audio_cache_dir")
+        local = bool(base.pop("allow_local_files", False))
+        return ResolverConfig(SourceSettings(_env_file=None, **base),  # type: ignore[arg-type]
+                              cache, local)
 
     async def resolve(self, query: str, *, stub_ytdlp: bool = True, spotify: bool = False,
                       **changes: object) -> Preview:
@@ -240,10 +243,20 @@ async def test_when_every_source_fails_each_reason_is_listed(world: World) -> No
 
 async def test_a_direct_audio_url_is_fetched_by_the_http_client(world: World) -> None:
     preview = await world.resolve(f"{world.files.base}/audio.mp3?sig=SECRET")
-    assert preview.provider == "http"
+    assert preview.provider == "url"
     assert preview.sha256 == sha(world.files.audio)
     assert preview.track.title == "audio"
     assert "SECRET" not in (preview.track.url or "") + preview.track.provider_id
+    assert preview.track.provider_id.startswith(f"{world.files.base}/audio.mp3?sig=sha256-")
+    assert world.ytdlp.calls == []
+
+
+async def test_a_server_that_is_down_or_too_slow_is_not_asked_again_by_ytdlp(
+        world: World) -> None:
+    world.files.slow_s = 2.0
+    with pytest.raises(NoPreviewError) as info:
+        await world.resolve(f"{world.files.base}/slow", http_timeout_s=0.3, http_retries=0)
+    assert list(info.value.reasons) == ["http"]
     assert world.ytdlp.calls == []
 
 
@@ -287,26 +300,29 @@ async def test_the_same_preview_is_cached_once(world: World) -> None:
 
 
 def test_config_from_settings(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, spotify_client_id="id",
-                        spotify_client_secret=SecretStr("s3cret"),
-                        source_order=["itunes", "deezer"], max_download_mb=2)
+    settings = Settings.load(None, data_dir=tmp_path, sources={
+        "spotify_client_id": "id", "spotify_client_secret": "s3cret",
+        "source_order": ["itunes", "deezer"], "max_download_mb": 2})
     config = ResolverConfig.from_settings(settings)
     assert config.audio_cache_dir == tmp_path / "audio-cache"
-    assert config.source_order == ("itunes", "deezer")
-    assert config.max_download_bytes == 2_000_000
-    assert config.spotify_configured and not config.allow_local_files
+    assert config.sources.source_order == ["itunes", "deezer"]
+    assert config.sources.max_download_bytes == 2_000_000
+    assert config.sources.spotify_configured and not config.allow_local_files
     assert "s3cret" not in repr(config)
-    with pytest.raises(ValueError, match="unknown preview source"):
-        ResolverConfig(audio_cache_dir=tmp_path, source_order=("napster",))
 
 
 def test_settings_read_source_order_from_the_environment(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MER_SOURCE_ORDER", "ytdlp, Deezer")
     monkeypatch.setenv("MER_AUDIO_CACHE_DIR", "")
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert settings.source_order == ["ytdlp", "deezer"]
-    assert settings.audio_cache_dir is None
+    monkeypatch.setenv("MER_ALLOWED_NETWORKS", "192.168.1.0/24,10.0.0.7")
+    settings = Settings.load(None)
+    assert settings.sources.source_order == ["ytdlp", "deezer"]
+    assert settings.sources.audio_cache_dir is None
+    assert settings.sources.allowed_networks == ["192.168.1.0/24", "10.0.0.7"]
     monkeypatch.setenv("MER_SOURCE_ORDER", "deezer,deezer")
     with pytest.raises(ValueError, match="at most once"):
-        Settings(_env_file=None)  # type: ignore[call-arg]
+        Settings.load(None)
+    monkeypatch.setenv("MER_SOURCE_ORDER", "napster")
+    with pytest.raises(ValueError, match="MER_SOURCE_ORDER"):
+        Settings.load(None)

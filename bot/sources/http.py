@@ -1,17 +1,21 @@
 """One guarded HTTP client for every source: timeouts, retries, a URL guard and capped downloads.
 
 Everything the sources fetch from the network goes through :class:`HttpClient` (except
-spotipy, which brings its own ``requests`` session, and yt-dlp). It
+spotipy, which brings its own ``requests`` session for the configured Spotify endpoints, and
+yt-dlp, confined behind its own guarded proxy: :mod:`bot.sources.ytdlp`). It
 
 - refuses URLs that are not http(s) or whose host resolves to a non-public address, checking
-  every redirect hop before connecting to it and the addresses again when the connection is
-  made (:mod:`bot.sources.urlguard`);
+  every redirect hop before connecting to it; the connector's resolver checks the addresses
+  again and aiohttp connects to exactly those, with no second lookup, so the checked address
+  is the one used (:mod:`bot.sources.urlguard`);
 - retries 429 (honouring ``Retry-After``), 5xx, timeouts and connection errors with exponential
   backoff and jitter (:mod:`bot.sources.retry`);
-- downloads with a byte cap and checks that what arrived is complete and is audio.
+- downloads with a byte cap and a time limit that hold while the body streams (at most
+  ``max_bytes`` plus one chunk is ever held), and checks that what arrived is complete and
+  is audio.
 
-URLs are logged and put into messages without their query string and credentials
-(:func:`~bot.sources.urlguard.safe_url`): preview URLs carry signed tokens.
+URLs are logged and put into messages without credentials or secret query values
+(:func:`~bot.sources.urlguard.redact_url`): preview URLs carry signed tokens.
 """
 
 from __future__ import annotations
@@ -40,8 +44,8 @@ from bot.sources.urlguard import (
     PublicOnlyResolver,
     check_url,
     parse_networks,
+    redact_url,
     redact_urls,
-    safe_url,
 )
 
 log = logging.getLogger(__name__)
@@ -180,7 +184,7 @@ class HttpClient:
             try:
                 data = json.loads(body)
             except ValueError as exc:
-                raise SourceError(source, f"invalid JSON from {safe_url(target)}") from exc
+                raise SourceError(source, f"invalid JSON from {redact_url(target)}") from exc
             if validate is not None:
                 validate(data)
             return data
@@ -240,10 +244,10 @@ class HttpClient:
                 return await attempt()
             except TimeoutError as exc:
                 raise SourceUnavailableError(
-                    source, f"no answer from {safe_url(url)} within {limit:g} s") from exc
+                    source, f"no answer from {redact_url(url)} within {limit:g} s") from exc
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 raise SourceUnavailableError(
-                    source, f"connection to {safe_url(url)} failed: "
+                    source, f"connection to {redact_url(url)} failed: "
                             f"{redact_urls(str(exc)) or type(exc).__name__}") from exc
 
         return await with_retries(translated, source=source, retries=self.retries,
@@ -265,7 +269,7 @@ class HttpClient:
                     current = resp.url.join(yarl.URL(location))
                 except ValueError as exc:
                     raise SourceError(source, "invalid redirect Location") from exc
-                log.debug("%s: redirected to %s", source, safe_url(current))
+                log.debug("%s: redirected to %s", source, redact_url(current))
                 continue
             try:
                 self._check_status(resp, source)
@@ -273,11 +277,11 @@ class HttpClient:
                 resp.release()
                 raise
             return resp
-        raise SourceError(source, f"more than {MAX_REDIRECTS} redirects from {safe_url(url)}")
+        raise SourceError(source, f"more than {MAX_REDIRECTS} redirects from {redact_url(url)}")
 
     @staticmethod
     def _check_status(resp: aiohttp.ClientResponse, source: str) -> None:
-        status, where = resp.status, safe_url(resp.url)
+        status, where = resp.status, redact_url(resp.url)
         if 200 <= status < 300:
             return
         if status == 429:
@@ -293,19 +297,19 @@ class HttpClient:
     async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int, source: str) -> bytes:
         length = resp.content_length
         if length is not None and length > max_bytes:
-            raise SourceError(source, f"response of {length} bytes from {safe_url(resp.url)} "
+            raise SourceError(source, f"response of {length} bytes from {redact_url(resp.url)} "
                                       f"is larger than {max_bytes}")
         body = bytearray()
         async for chunk in resp.content.iter_chunked(_CHUNK):
             body += chunk
             if len(body) > max_bytes:
-                raise SourceError(source, f"response from {safe_url(resp.url)} is larger than "
+                raise SourceError(source, f"response from {redact_url(resp.url)} is larger than "
                                           f"{max_bytes} bytes")
         return bytes(body)
 
     @staticmethod
     async def _read_audio(resp: aiohttp.ClientResponse, max_bytes: int, source: str) -> bytes:
-        where = safe_url(resp.url)
+        where = redact_url(resp.url)
         ctype = resp.content_type.lower()
         if ctype.startswith(_NON_AUDIO_TYPES):
             raise NotAudioError(source, f"{where} sent {ctype}, not audio")

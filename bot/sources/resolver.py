@@ -13,8 +13,8 @@ import asyncio
 import dataclasses
 import logging
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
@@ -22,14 +22,15 @@ from typing import TYPE_CHECKING, Self
 from urllib.parse import unquote
 
 import yarl
-from pydantic import SecretStr
 
 from bot.sources.audio_cache import AudioCache
 from bot.sources.base import Fetched, PreviewSource, Wanted
 from bot.sources.deezer import DeezerSource, parse_deezer_track_id
 from bot.sources.errors import (
     NoPreviewError,
+    RateLimitedError,
     SourceError,
+    SourceUnavailableError,
     TrackNotFoundError,
     UnsafeURLError,
 )
@@ -39,17 +40,15 @@ from bot.sources.local import AUDIO_EXTENSIONS, LocalSource
 from bot.sources.matching import pick_best
 from bot.sources.models import Preview, TrackInfo
 from bot.sources.spotify import SpotifySource, parse_spotify_track_id
-from bot.sources.urlguard import safe_url
+from bot.sources.urlguard import redact_url, url_identity
 from bot.sources.ytdlp import YtDlpSource
 
 if TYPE_CHECKING:
-    from bot.settings import Settings
+    from bot.settings import Settings, SourceSettings
 
 log = logging.getLogger(__name__)
 
 SOURCE = "resolver"
-#: Preview sources known to ``source_order``.
-PREVIEW_SOURCES = ("deezer", "itunes", "ytdlp")
 _SCHEME_RE = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://")
 _BARE_URL_RE = re.compile(r"^(?:www\.|m\.|music\.)?(?:youtube\.com|youtu\.be|soundcloud\.com|"
                           r"open\.spotify\.com|(?:www\.)?deezer\.com)/", re.IGNORECASE)
@@ -140,103 +139,27 @@ def classify_query(query: str, *, allow_local_files: bool = False) -> Query:
 
 @dataclass(frozen=True)
 class ResolverConfig:
-    """Everything :class:`PreviewResolver` needs (usually from :class:`bot.settings.Settings`).
+    """Everything :class:`PreviewResolver` needs: the sources' settings, and two choices of the
+    caller.
 
     Attributes
     ----------
+    sources : SourceSettings
+        Endpoints, credentials, limits, source order (defaults declared there, once).
     audio_cache_dir : Path
         Folder of the audio cache.
-    source_order : tuple of str
-        Preview sources in the order tried (``deezer``, ``itunes``, ``ytdlp``).
-    spotify_client_id, spotify_client_secret : str, SecretStr or None
-        Spotify app credentials; Spotify is used only when both are set.
-    spotify_api_base, spotify_token_url, deezer_api_base, itunes_api_base : str
-        Service endpoints.
-    allow_private_urls : bool
-        Fetch URLs on private and loopback networks.
     allow_local_files : bool
-        Accept paths on this machine as queries.
-    http_timeout_s : float
-        Limit for one attempt of one request, in seconds.
-    http_retries : int
-        Further attempts after 429, 5xx, timeouts and connection errors.
-    max_retry_after_s : float
-        Longest ``Retry-After`` honoured, in seconds.
-    backoff_base_s : float
-        First backoff step, in seconds.
-    max_download_mb : float
-        Largest audio download, in MB (10**6 bytes).
-    audio_cache_mb : float
-        Audio cache cap, in MB.
-    deezer_quota_wait_s : float
-        Wait after Deezer's quota error before retrying.
-    ytdlp_section_s : float
-        Seconds yt-dlp downloads from the start of a track.
+        Accept paths on this machine as queries (the CLI and the player; never the bot).
     """
 
+    sources: SourceSettings
     audio_cache_dir: Path
-    source_order: tuple[str, ...] = PREVIEW_SOURCES
-    spotify_client_id: str | None = None
-    spotify_client_secret: SecretStr | None = field(default=None, repr=False)
-    spotify_api_base: str = "https://api.spotify.com/v1/"
-    spotify_token_url: str = "https://accounts.spotify.com/api/token"
-    deezer_api_base: str = "https://api.deezer.com"
-    itunes_api_base: str = "https://itunes.apple.com"
-    allow_private_urls: bool = False
     allow_local_files: bool = False
-    http_timeout_s: float = 10.0
-    http_retries: int = 3
-    max_retry_after_s: float = 30.0
-    backoff_base_s: float = 0.5
-    max_download_mb: float = 15.0
-    audio_cache_mb: float = 500.0
-    deezer_quota_wait_s: float = 5.0
-    ytdlp_section_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        unknown = [name for name in self.source_order if name not in PREVIEW_SOURCES]
-        if unknown:
-            raise ValueError(f"unknown preview source(s) {unknown}; known: {PREVIEW_SOURCES}")
 
     @classmethod
     def from_settings(cls, settings: Settings, *, allow_local_files: bool = False) -> Self:
-        """The configuration described by the application settings.
-
-        Parameters
-        ----------
-        settings : Settings
-            The application settings.
-        allow_local_files : bool
-            Accept local paths as queries (the CLI sets it; the Discord bot must not).
-        """
-        return cls(
-            audio_cache_dir=settings.audio_cache_path,
-            source_order=tuple(settings.source_order),
-            spotify_client_id=settings.spotify_client_id,
-            spotify_client_secret=settings.spotify_client_secret,
-            spotify_api_base=settings.spotify_api_base,
-            spotify_token_url=settings.spotify_token_url,
-            deezer_api_base=settings.deezer_api_base,
-            itunes_api_base=settings.itunes_api_base,
-            allow_private_urls=settings.allow_private_urls,
-            allow_local_files=allow_local_files,
-            http_timeout_s=settings.http_timeout_s,
-            http_retries=settings.http_retries,
-            max_retry_after_s=settings.max_retry_after_s,
-            max_download_mb=settings.max_download_mb,
-            audio_cache_mb=settings.audio_cache_mb,
-        )
-
-    @property
-    def max_download_bytes(self) -> int:
-        """``max_download_mb`` in bytes."""
-        return int(self.max_download_mb * 1_000_000)
-
-    @property
-    def spotify_configured(self) -> bool:
-        """Whether both Spotify credentials are set."""
-        return bool(self.spotify_client_id and self.spotify_client_secret
-                    and self.spotify_client_secret.get_secret_value())
+        """The configuration described by the application settings."""
+        return cls(settings.sources, settings.audio_cache_dir, allow_local_files)
 
 
 class PreviewResolver:
@@ -255,31 +178,36 @@ class PreviewResolver:
     def __init__(self, config: ResolverConfig, *,
                  sources: Mapping[str, PreviewSource] | None = None) -> None:
         self.config = config
-        self.http = HttpClient(timeout_s=config.http_timeout_s, retries=config.http_retries,
-                               max_retry_after_s=config.max_retry_after_s,
-                               allow_private=config.allow_private_urls,
-                               backoff_base_s=config.backoff_base_s)
+        settings = config.sources
+        self.http = HttpClient(timeout_s=settings.http_timeout_s, retries=settings.http_retries,
+                               max_retry_after_s=settings.max_retry_after_s,
+                               allow_private=settings.allow_private_urls,
+                               allowed_networks=settings.allowed_networks,
+                               backoff_base_s=settings.backoff_base_s)
         self.cache = AudioCache(config.audio_cache_dir,
-                                max_bytes=int(config.audio_cache_mb * 1_000_000))
-        self.deezer = DeezerSource(self.http, api_base=config.deezer_api_base,
-                                   max_bytes=config.max_download_bytes,
-                                   quota_wait_s=config.deezer_quota_wait_s)
-        self.itunes = ItunesSource(self.http, api_base=config.itunes_api_base,
-                                   max_bytes=config.max_download_bytes)
-        self.ytdlp = YtDlpSource(max_bytes=config.max_download_bytes,
-                                 timeout_s=config.http_timeout_s,
-                                 allow_private=config.allow_private_urls,
-                                 section_s=config.ytdlp_section_s)
+                                max_bytes=int(settings.audio_cache_mb * 1_000_000))
+        self.deezer = DeezerSource(self.http, api_base=settings.deezer_api_base,
+                                   max_bytes=settings.max_download_bytes,
+                                   quota_wait_s=settings.deezer_quota_wait_s)
+        self.itunes = ItunesSource(self.http, api_base=settings.itunes_api_base,
+                                   max_bytes=settings.max_download_bytes)
+        self.ytdlp = YtDlpSource(max_bytes=settings.max_download_bytes,
+                                 timeout_s=settings.http_timeout_s,
+                                 allow_private=settings.allow_private_urls,
+                                 allowed_networks=settings.allowed_networks,
+                                 section_s=settings.ytdlp_section_s,
+                                 deadline_s=settings.ytdlp_deadline,
+                                 max_processes=settings.ytdlp_max_processes)
         self.local = LocalSource()
         self.spotify: SpotifySource | None = None
-        if config.spotify_configured:
-            assert config.spotify_client_id and config.spotify_client_secret
+        if settings.spotify_configured:
+            assert settings.spotify_client_id and settings.spotify_client_secret
             self.spotify = SpotifySource(
-                config.spotify_client_id, config.spotify_client_secret,
-                api_base=config.spotify_api_base, token_url=config.spotify_token_url,
-                timeout_s=config.http_timeout_s, retries=config.http_retries,
-                max_retry_after_s=config.max_retry_after_s,
-                backoff_base_s=config.backoff_base_s)
+                settings.spotify_client_id, settings.spotify_client_secret,
+                api_base=settings.spotify_api_base, token_url=settings.spotify_token_url,
+                timeout_s=settings.http_timeout_s, retries=settings.http_retries,
+                max_retry_after_s=settings.max_retry_after_s,
+                backoff_base_s=settings.backoff_base_s)
         self.sources: dict[str, PreviewSource] = {
             "deezer": self.deezer, "itunes": self.itunes, "ytdlp": self.ytdlp}
         self.sources.update(sources or {})
@@ -328,7 +256,7 @@ class PreviewResolver:
         """
         parsed = classify_query(query, allow_local_files=self.config.allow_local_files)
         log.debug("resolving %s query %r", parsed.kind,
-                  safe_url(parsed.value) if parsed.kind is QueryKind.URL else parsed.value)
+                  redact_url(parsed.value) if parsed.kind is QueryKind.URL else parsed.value)
         if parsed.kind is QueryKind.LOCAL:
             return await self.local.preview(parsed.value)
         if parsed.kind is QueryKind.URL:
@@ -345,7 +273,7 @@ class PreviewResolver:
         else:
             track = await self._search_metadata(parsed)
         wanted = Wanted(track=track, text=None if track else parsed.value)
-        return await self._fetch_in_order(wanted, self.config.source_order)
+        return await self._fetch_in_order(wanted, self.config.sources.source_order)
 
     async def _with_features(self, track: TrackInfo) -> TrackInfo:
         if self.spotify is None or track.provider != "spotify" or not track.provider_id:
@@ -379,7 +307,7 @@ class PreviewResolver:
             log.info("%s: nothing found for %r", name, query.value)
         return None
 
-    async def _fetch_in_order(self, wanted: Wanted, order: tuple[str, ...]) -> Preview:
+    async def _fetch_in_order(self, wanted: Wanted, order: Sequence[str]) -> Preview:
         reasons: dict[str, str] = {}
         for name in order:
             source = self.sources[name]
@@ -387,12 +315,12 @@ class PreviewResolver:
                 fetched = await source.fetch(wanted)
             except SourceError as exc:
                 log.info("preview source %s failed for %r: %s", name,
-                         wanted.search_text or safe_url(wanted.url or ""), exc)
+                         wanted.search_text or redact_url(wanted.url or ""), exc)
                 reasons[name] = exc.reason
                 continue
             return await self._store(wanted.track or fetched.track, fetched, name)
         what = wanted.track.display_name if wanted.track else \
-            (wanted.search_text or safe_url(wanted.url or ""))
+            (wanted.search_text or redact_url(wanted.url or ""))
         raise NoPreviewError(SOURCE, f"no preview found for {what!r}", reasons=reasons)
 
     async def _store(self, track: TrackInfo, fetched: Fetched, provider: str) -> Preview:
@@ -407,26 +335,34 @@ class PreviewResolver:
         reasons: dict[str, str] = {}
         if (parsed.host or "").lower() not in _YOUTUBE_HOSTS:
             try:
-                data = await self.http.download(url, max_bytes=self.config.max_download_bytes)
+                data = await self.http.download(
+                    url, max_bytes=self.config.sources.max_download_bytes)
             except UnsafeURLError:
                 raise  # a redirect into a private network: yt-dlp must not try either
+            except (SourceUnavailableError, RateLimitedError) as exc:
+                # The server is down, too slow or refusing us: yt-dlp would wait on it again.
+                raise NoPreviewError(SOURCE, f"no audio at {redact_url(parsed)}",
+                                     reasons={"http": exc.reason}) from exc
             except SourceError as exc:
-                reasons["http"] = exc.reason  # a web page, or too large: yt-dlp may cope
+                # A web page (yt-dlp may find its media), or too large (yt-dlp takes only the
+                # first seconds, within the same cap).
+                reasons["http"] = exc.reason
             else:
                 name = Path(unquote(parsed.path)).stem or (parsed.host or "audio")
                 artist, _, title = name.partition(" - ") if " - " in name else ("", "", name)
-                track = TrackInfo(title=title.strip(), artist=artist.strip(), provider="http",
-                                  provider_id=safe_url(parsed), url=safe_url(parsed))
-                return await self._store(track, Fetched(track, data), "http")
-        if "ytdlp" not in self.config.source_order:
+                # The query string is part of what the URL names; its secrets are not stored.
+                track = TrackInfo(title=title.strip(), artist=artist.strip(), provider="url",
+                                  provider_id=url_identity(parsed), url=redact_url(parsed))
+                return await self._store(track, Fetched(track, data), "url")
+        if "ytdlp" not in self.config.sources.source_order:
             reasons.setdefault("ytdlp", "disabled by source_order")
-            raise NoPreviewError(SOURCE, f"no audio at {safe_url(parsed)}", reasons=reasons)
+            raise NoPreviewError(SOURCE, f"no audio at {redact_url(parsed)}", reasons=reasons)
         try:
             fetched = await self.sources["ytdlp"].fetch(Wanted(url=url))
         except UnsafeURLError:
             raise
         except SourceError as exc:
             reasons["ytdlp"] = exc.reason
-            raise NoPreviewError(SOURCE, f"no audio at {safe_url(parsed)}",
+            raise NoPreviewError(SOURCE, f"no audio at {redact_url(parsed)}",
                                  reasons=reasons) from exc
         return await self._store(fetched.track, fetched, "ytdlp")

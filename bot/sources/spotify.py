@@ -168,6 +168,9 @@ class SpotifySource:
         # One plain requests session (no urllib3 retries: see the module docstring); the
         # token lives in memory only, never in spotipy's default ./.cache file.
         self._session = requests.Session()
+        # The API never redirects; following one could lead the private-network guard astray
+        # (this session does not go through HttpClient's per-hop check).
+        self._session.max_redirects = 0
         auth = _ClientCredentials(
             token_url=token_url, client_id=client_id,
             client_secret=client_secret.get_secret_value(), requests_session=self._session,
@@ -197,6 +200,9 @@ class SpotifySource:
                 raise self._translate_auth(exc) from exc
             except requests.Timeout as exc:
                 raise SourceUnavailableError(SOURCE, f"{what}: timed out") from exc
+            except requests.TooManyRedirects as exc:
+                raise SourceError(SOURCE, f"{what}: the API answered with a redirect, which is "
+                                          "not followed") from exc
             except requests.RequestException as exc:
                 raise SourceUnavailableError(
                     SOURCE, f"{what}: connection failed ({type(exc).__name__})") from exc

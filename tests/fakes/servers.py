@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import re
+import socket
 from collections import Counter
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -57,16 +58,26 @@ class Fault:
 
 
 class FakeService:
-    """Base of the fakes: a TestServer, hit counters and fault injection."""
+    """Base of the fakes: a TestServer, hit counters and fault injection.
 
-    def __init__(self) -> None:
+    Parameters
+    ----------
+    host : str
+        Loopback address to listen on (``127.0.0.2`` plays a private host in guard tests).
+    port : int
+        Port to listen on; 0 picks a free one.
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.app = web.Application(middlewares=[self._middleware])
         self.hits: Counter[str] = Counter()
         self.faults: list[Fault] = []
+        self.host = host
+        self._port = port
         self._server: TestServer | None = None
 
     async def __aenter__(self) -> Self:
-        self._server = TestServer(self.app, host="127.0.0.1")
+        self._server = TestServer(self.app, host=self.host, port=self._port or None)
         await self._server.start_server()
         return self
 
@@ -76,10 +87,15 @@ class FakeService:
         await self._server.close()
 
     @property
-    def base(self) -> str:
-        """``http://127.0.0.1:<port>`` (no trailing slash)."""
+    def port(self) -> int:
+        """The port listened on."""
         assert self._server is not None and self._server.port is not None
-        return f"http://127.0.0.1:{self._server.port}"
+        return self._server.port
+
+    @property
+    def base(self) -> str:
+        """``http://<host>:<port>`` (no trailing slash)."""
+        return f"http://{self.host}:{self.port}"
 
     def hits_under(self, prefix: str) -> int:
         """Requests whose path starts with ``prefix``."""
@@ -308,11 +324,15 @@ class FakeFiles(FakeService):
     Routes: ``/audio.mp3``, ``/long.mp3`` (40 s), ``/json``, ``/html``, ``/fake-audio``
     (HTML sent as audio/mpeg), ``/truncated``, ``/big`` and ``/big-chunked`` (``big_size``
     bytes), ``/slow`` (answers after ``slow_s``), ``/redirect?to=URL``, ``/hops/{n}``
-    (n redirects, then audio).
+    (n redirects, then audio), and the hostile ones: ``/endless.mp3`` and ``/endless.html``
+    (a body that never ends), ``/huge.mp3`` (claims 2 GiB, then never ends), ``/drip.mp3``
+    (one byte per ``drip_s``). :attr:`sent` counts the body bytes written per path.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host=host, port=port)
+        self.sent: Counter[str] = Counter()
+        self.drip_s = 1.0
         self.audio = tone_mp3(2.0, 880.0)
         self.big_size = 300_000
         self.slow_s = 0.6
@@ -328,6 +348,10 @@ class FakeFiles(FakeService):
         routes.add_get("/slow", self._slow)
         routes.add_get("/redirect", self._redirect)
         routes.add_get("/hops/{n}", self._hops)
+        routes.add_get("/endless.mp3", self._endless)
+        routes.add_get("/endless.html", self._endless)
+        routes.add_get("/huge.mp3", self._endless)
+        routes.add_get("/drip.mp3", self._drip)
 
     async def _audio(self, request: web.Request) -> web.Response:
         return web.Response(body=self.audio, content_type="audio/mpeg")
@@ -383,3 +407,35 @@ class FakeFiles(FakeService):
         if n <= 0:
             return web.Response(body=self.audio, content_type="audio/mpeg")
         raise web.HTTPFound(f"/hops/{n - 1}")
+
+    async def _endless(self, request: web.Request) -> web.StreamResponse:
+        html = request.path.endswith(".html")
+        resp = web.StreamResponse(headers={"Content-Type": "text/html" if html else "audio/mpeg"})
+        if request.path == "/huge.mp3":
+            resp.content_length = 2 * 1024**3
+        else:
+            resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        sock = request.transport.get_extra_info("socket") if request.transport else None
+        if sock is not None:  # so that `sent` counts what left, not what waits in our kernel
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        block = b"<p>" + b"x" * 65_530 + b"</p>" if html else self.audio
+        try:
+            while True:  # until the client goes away
+                await resp.write(block)
+                self.sent[request.path] += len(block)
+        except ConnectionError:
+            return resp
+
+    async def _drip(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "audio/mpeg"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        try:
+            for byte in self.audio:
+                await resp.write(bytes([byte]))
+                self.sent[request.path] += 1
+                await asyncio.sleep(self.drip_s)
+        except ConnectionError:
+            pass
+        return resp
