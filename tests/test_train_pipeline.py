@@ -67,7 +67,9 @@ def test_all_stages_on_tiny_data(fake_data: Path, tmp_path: Path) -> None:
     run.mkdir()
     small_grid = {"pca__n_components": [0.95], "stack__svm__C": [1.0]}
     ensemble = run_ensemble(data, run, n_jobs=1, grid=small_grid)
-    assert 0 <= ensemble["macro_f1_mean"] <= 1 and (run / "confusion_ensemble.png").is_file()
+    # The synthetic quadrants differ in tempo, mode, brightness and noise: the descriptors
+    # separate them (measured: 1.0); a broken split, label order or grid would not.
+    assert ensemble["macro_f1_mean"] >= 0.9 and (run / "confusion_ensemble.png").is_file()
     cfg = replace(TrainConfig(), epochs=2, batch_size=16, patience=5, threads=1,
                   model=TINY_CLDNN)
     cldnn = run_cldnn(data, run, cfg)
@@ -76,8 +78,12 @@ def test_all_stages_on_tiny_data(fake_data: Path, tmp_path: Path) -> None:
     reference = run_reference(data, run, fake_data)
     assert reference["macro_f1_mean"] > 0.9  # the fake "official" features are separable
     fused = run_fusion(data, run)
-    assert 0.0 <= fused["cldnn_weight"] <= 1.0
+    # Two epochs leave the tiny CLDNN near chance (measured 0.1): the nested weights must then
+    # lean on the ensemble, and the fusion must not be worse than its better model.
+    assert fused["macro_f1_mean"] >= max(cldnn["macro_f1_mean"], ensemble["macro_f1_mean"]) - 0.05
+    assert fused["cldnn_weight"] <= 0.5
     robust = run_robustness(data, run)
+    assert robust["original (48k mono mp3)"]["fused"]["macro_f1"] >= 0.9
     assert set(robust) == {"original (48k mono mp3)", "mp3-128k-44k-stereo",
                            "opus-96k-48k-stereo"}
     report = tmp_path / "MODEL_REPORT.md"
@@ -93,5 +99,6 @@ def test_all_stages_on_tiny_data(fake_data: Path, tmp_path: Path) -> None:
     engine = MoodEngine(weights, threads=1)
     weights_sum = sum(card.fusion_weight for card in engine.cards)
     assert weights_sum == pytest.approx(1.0)
-    path = next((fake_data / "4q" / "audio" / "Q1").iterdir())
-    assert engine.classify(path).quadrant.value in {"Q1", "Q2", "Q3", "Q4"}
+    right = sum(engine.classify(next((fake_data / "4q" / "audio" / q).iterdir())).quadrant.value
+                == q for q in ("Q1", "Q2", "Q3", "Q4"))
+    assert right >= 3

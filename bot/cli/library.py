@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from bot.cli import common, render
-from bot.cli.common import app, fail
-
-if TYPE_CHECKING:
-    from bot.service import ScanReport
-
-#: The exit status of a program stopped by Ctrl-C (128 + SIGINT), as shells report it.
-INTERRUPTED = 130
-
-
-@dataclass
-class _Reached:
-    """How far a scan got, kept outside the event loop so Ctrl-C can report it."""
-
-    done: int = 0
-    total: int | None = None
+from bot.cli import common
+from bot.cli.common import app, fail, out
 
 
 @app.command()
@@ -35,49 +20,30 @@ def scan(
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: "
                                                            "MER_WORKERS, 0 = all cores).")
                        ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v",
-                                          help="List every file that failed, not only the "
-                                               "first few.")] = False,
 ) -> None:
-    """Classify every audio file of a library once; unchanged files are skipped on a rescan.
-
-    Ctrl-C stops the scan (exit status 130): every file finished so far is stored, so the
-    same command resumes where it stopped.
-    """
+    """Classify every audio file of a library once; unchanged files are skipped on a rescan."""
     from bot.service import ServiceError
 
     if not directory.is_dir():
-        raise fail(f"{render.printable(str(directory))}: not a directory")
+        raise fail(f"{directory}: not a directory")
     config = common.settings()
-    console = common.console()
-    reached = _Reached()
-    started = time.monotonic()
 
-    async def run() -> ScanReport:
-        with render.progress_bar(console) as bar:
-            task = bar.add_task(render.progress_label("loading models"), total=None)
-
-            def progress(done: int, total: int, path: Path) -> None:
-                reached.done, reached.total = done, total
-                bar.update(task, completed=done, total=total,
-                           description=render.progress_label(path.name))
-
-            async with common.service(config, workers=workers) as service:
-                bar.update(task, description=render.progress_label("finding files"))
+    async def run() -> None:
+        async with common.service(config, workers=workers) as service:
+            with Progress("[progress.description]{task.description}", BarColumn(),
+                          MofNCompleteColumn(), TimeRemainingColumn(), console=out) as bar:
+                task = bar.add_task("scanning", total=None)
                 try:
-                    return await service.scan(directory, progress=progress)
+                    report = await service.scan(
+                        directory, progress=lambda done, total, _path:
+                        bar.update(task, completed=done, total=total))
                 except ServiceError as exc:
                     raise fail(str(exc)) from exc
+        for path, reason in sorted(report.failed.items()):
+            typer.echo(f"error: {path}: {reason}", err=True)
+        out.print(f"{report.classified} classified, {report.unchanged} unchanged, "
+                  f"{len(report.failed)} failed")
+        if report.failed:
+            raise typer.Exit(code=1)
 
-    try:
-        report = asyncio.run(run())
-    except KeyboardInterrupt:
-        # asyncio.run turned Ctrl-C into a cancellation: the file under way was dropped, the
-        # service closed; what was stored before stays (one transaction per file).
-        typer.echo(render.interrupted_message(reached.done, reached.total), err=True)
-        raise typer.Exit(code=INTERRUPTED) from None
-    console.print(render.scan_summary(report, seconds=time.monotonic() - started,
-                                      width=console.width, verbose=verbose,
-                                      emoji=render.can_show_emoji(console)))
-    if report.failed:
-        raise typer.Exit(code=1)
+    asyncio.run(run())
