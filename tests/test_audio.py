@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -367,3 +369,16 @@ def test_window_starts_property(n_samples: int, n_windows: int, window_frames: i
     assert (np.diff(starts) >= 0).all()
     assert (starts >= 0).all()
     assert (starts + config.window_samples <= max(n_samples, config.window_samples)).all()
+
+
+def test_a_file_name_that_is_not_utf8_decodes_like_any_other(tmp_path: Path,
+                                                             config: AnalysisConfig) -> None:
+    from tests.synth import mood_clip
+
+    plain = tmp_path / "plain.wav"
+    sf.write(plain, mood_clip("Q1", seconds=6.0, seed=5), SR)
+    odd = os.fsdecode(bytes(tmp_path) + b"/caf\xe9 \xff.wav")
+    shutil.copy(plain, os.fsencode(odd))
+    a, b = load_windows(plain, config), load_windows(odd, config)
+    assert a.decoder == b.decoder == "soundfile"  # not pushed onto the ffmpeg fallback
+    np.testing.assert_array_equal(a.windows, b.windows)

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import logging
+import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -385,3 +386,17 @@ async def test_local_refuses_missing_and_non_audio_files(tmp_path: Path) -> None
     notes.write_text("hello")
     with pytest.raises(NotAudioError):
         await LocalSource().preview(notes)
+
+
+async def test_local_names_what_is_there_instead_of_audio(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.mp3"
+    os.mkfifo(fifo)
+    with pytest.raises(TrackNotFoundError, match="not a regular file") as caught:
+        await LocalSource().preview(fifo)
+    assert "no such file" not in str(caught.value)
+    with pytest.raises(TrackNotFoundError, match="a directory"):
+        await LocalSource().preview(tmp_path)
+    empty = tmp_path / "empty.mp3"
+    empty.write_bytes(b"")
+    with pytest.raises(NotAudioError, match="empty"):
+        await LocalSource().preview(empty)

@@ -57,7 +57,13 @@ class LocalSource:
         """
         file = Path(path).expanduser()
         if not file.is_file():
-            raise TrackNotFoundError(SOURCE, "no such file")
+            # Name what is there: a FIFO or a device opened as audio would block or mislead.
+            what = ("a directory" if file.is_dir() else "not a regular file" if file.exists()
+                    else None)
+            raise TrackNotFoundError(SOURCE, f"{what}, not an audio file" if what
+                                     else "no such file")
+        if file.stat().st_size == 0:  # before any model or decoder is asked
+            raise NotAudioError(SOURCE, "the file is empty (0 bytes)")
         with file.open("rb") as fh:
             head = fh.read(12)
         if sniff_audio(head) is None and file.suffix.lower() not in AUDIO_EXTENSIONS:
