@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,36 +12,12 @@ from numpy.typing import NDArray
 from mer_models.card import ModelCard
 from mer_models.errors import ModelCardError, ModelError
 from mer_models.model import ModelInputs, required
+from mer_models.onnx import available_providers, cached_session
 
 if TYPE_CHECKING:
-    import onnxruntime
+    pass
 
 logger = logging.getLogger(__name__)
-
-
-def available_providers(prefer_gpu: bool = True) -> list[str]:
-    """Execution providers to use: CUDA first when onnxruntime-gpu sees a GPU, else CPU."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    if prefer_gpu and "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
-@functools.lru_cache(maxsize=4)
-def _session(path: str, sha256: str, providers: tuple[str, ...], threads: int
-             ) -> onnxruntime.InferenceSession:
-    # Keyed by the artifact's hash as well as its path, so a retrained file gets a new session.
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads > 0:
-        options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    logger.info("loading ONNX model %s with %s", Path(path).name, providers)
-    return ort.InferenceSession(path, sess_options=options, providers=list(providers))
 
 
 class OnnxCldnn:
@@ -75,7 +50,7 @@ class OnnxCldnn:
         artifact = self.card.verify(self.card_path, preprocessing=preprocessing)
         providers = tuple(available_providers(prefer_gpu))
         try:
-            self._session = _session(str(artifact.resolve()), self.card.sha256, providers,
+            self._session = cached_session(str(artifact.resolve()), self.card.sha256, providers,
                                      threads)
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"{artifact}: onnxruntime cannot load the model: {exc}") from exc

@@ -145,6 +145,21 @@ def ship(run: RunOpt = DEFAULT_RUN) -> None:
         console.print(f"shipped {path}")
 
 
+@app.command("convert-musicnn")
+def convert_musicnn(
+    out: Annotated[Path, typer.Option(help="Folder of the ONNX files and cards.")] = Path(
+        "mer_models/weights"),
+    venv: Annotated[Path, typer.Option(help="Throwaway virtualenv with TensorFlow.")] = Path(
+        ".cache/musicnn-convert-venv"),
+) -> None:
+    """Convert musicnn's checkpoints (PyPI wheel) to ONNX with cards; TensorFlow stays in venv."""
+    from train import musicnn_convert
+
+    for card in musicnn_convert.convert(out, venv, fixture=musicnn_convert.DEFAULT_FIXTURE,
+                                        work=musicnn_convert.DEFAULT_WORK):
+        console.print(f"wrote {card}")
+
+
 @app.command("all")
 def all_(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN,
          gpu: Annotated[bool, typer.Option(help="Use CUDA when present.")] = True) -> None:

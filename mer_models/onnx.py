@@ -1,0 +1,42 @@
+"""onnxruntime sessions: the provider choice and one cached session per model file."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+logger = logging.getLogger(__name__)
+
+
+def available_providers(prefer_gpu: bool = True) -> list[str]:
+    """Execution providers to use: CUDA first when onnxruntime-gpu sees a GPU, else CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if prefer_gpu and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+@functools.lru_cache(maxsize=8)
+def cached_session(path: str, sha256: str, providers: tuple[str, ...], threads: int
+                   ) -> onnxruntime.InferenceSession:
+    """One session per (file, hash, providers, threads) in this process.
+
+    Keyed by the artifact's hash as well as its path, so a retrained or reconverted file gets
+    a new session. ``threads`` 0 leaves onnxruntime's default (all cores).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads > 0:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    logger.info("loading ONNX model %s with %s", Path(path).name, providers)
+    return ort.InferenceSession(path, sess_options=options, providers=list(providers))
