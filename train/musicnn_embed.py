@@ -15,6 +15,9 @@
   go to ``runs/musicnn/``.
 - ``timing``: milliseconds per 30 s clip (decode, front end, each network), 1 onnxruntime
   thread and the default.
+- ``fuse``: nested late fusion of a head's out-of-fold probabilities with another model's
+  (``--with runs/ens/oof_ensemble.npy``, from ``python -m train ensemble --run runs/ens``):
+  each fold is fused with the weight chosen on the other four (:func:`mer_models.fusion.fuse`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from numpy.typing import NDArray
 
 from mer_models.audio import load_windows
 from mer_models.config import AnalysisConfig
+from mer_models.fusion import fuse
 from mer_models.musicnn import FRONT_END, OnnxMusicnn, musicnn_patches, pool_embedding
 from train.data import DEFAULT_DATA_ROOT, QUADRANT_NAMES, serving_windows
 from train.metrics import per_fold, write_json
@@ -254,12 +258,53 @@ def timing(root: Path, *, n_clips: int = 20) -> dict[str, Any]:
     return report
 
 
+def nested_fusion(root: Path, other: Path, *, run: Path = RUN_DIR,
+                  settings: tuple[str, ...] = ("msd-logreg-w3p1", "msd+mtt-logreg-w3p1",
+                                               "msd+mtt-logreg-w3p2")) -> dict[str, Any]:
+    """Fuse each head's out-of-fold probabilities with another model's, weights nested.
+
+    ``other`` holds (720, 4) out-of-fold probabilities in ``splits.csv`` order.
+    """
+    from sklearn.metrics import f1_score
+
+    rows = read_splits(root)
+    folds = np.array([int(r["fold"]) for r in rows])
+    labels = np.array([QUADRANT_NAMES.index(r["quadrant"]) for r in rows])
+    p_other = np.load(other)
+    grid = np.round(np.linspace(0, 1, 21), 2)
+
+    def best(p_head: NDArray[np.float64], p_rest: NDArray[np.float64],
+             y: NDArray[np.int64]) -> float:
+        scores = [f1_score(y, fuse([p_head, p_rest], [w, 1 - w]).argmax(1), average="macro")
+                  for w in grid]
+        return float(grid[int(np.argmax(scores))])
+
+    results: dict[str, Any] = {}
+    for name in settings:
+        p_head = np.load(run / f"oof-{name}.npy")
+        fused = np.zeros_like(p_head)
+        weights = {}
+        for k in np.unique(folds):
+            train = folds != k
+            weights[int(k)] = best(p_head[train], p_other[train], labels[train])
+            fused[folds == k] = fuse([p_head[folds == k], p_other[folds == k]],
+                                     [weights[int(k)], 1 - weights[int(k)]])
+        results[name] = {"head_weight_per_fold": weights, **per_fold(labels, fused, folds)}
+        logger.info("%s + %s: macro-F1 %.3f, head weights %s", name, other.name,
+                    results[name]["macro_f1_mean"], list(weights.values()))
+    write_json(results, run / f"fusion-with-{other.stem}.json")
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: ``python -m train.musicnn_embed [--stage ...] [--data DIR]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT)
-    parser.add_argument("--stage", choices=("all", "extract", "evaluate", "timing"),
+    parser.add_argument("--stage", choices=("all", "extract", "evaluate", "timing", "fuse"),
                         default="all")
+    parser.add_argument("--with", dest="other", type=Path,
+                        default=ROOT / "runs" / "ens" / "oof_ensemble.npy",
+                        help="out-of-fold probabilities to fuse with (stage fuse)")
     parser.add_argument("--threads", type=int, default=1,
                         help="onnxruntime threads while extracting (0: all cores)")
     parser.add_argument("--run", type=Path, default=RUN_DIR)
@@ -278,6 +323,8 @@ def main(argv: list[str] | None = None) -> None:
         cache = extract(args.data, threads=args.threads)
         if args.stage != "extract":
             evaluate(args.data, cache, run=args.run)
+    if args.stage == "fuse":
+        nested_fusion(args.data, args.other, run=args.run)
 
 
 if __name__ == "__main__":
