@@ -263,3 +263,27 @@ async def test_bad_database_is_one_clear_error(tmp_path: Path, tiny_models_dir: 
 async def test_an_empty_database_gets_the_schema(tmp_path: Path, tiny_models_dir: Path) -> None:
     async with await MoodService.create(_settings(tmp_path, tiny_models_dir)) as service:
         assert await service.store.count_predictions() == 0
+
+
+async def test_recommendations_come_from_the_stored_library(settings: Settings,
+                                                             library: Path) -> None:
+    async with await MoodService.create(settings, allow_local_files=True) as service:
+        with pytest.raises(ServiceError, match="empty"):
+            await service.recommendations.recommend("calm", 3)
+        await service.scan(library)
+        stored = await service.recommendations.library()
+        assert len(stored) == 10 and all(m.location and Path(m.location).is_file()
+                                         for m in stored)
+        quadrant = max(("Q1", "Q2", "Q3", "Q4"),
+                       key=lambda q: sum(m.quadrant == q for m in stored))
+        picks = await service.recommendations.recommend(quadrant, 3)
+        assert picks and all(p.track.quadrant == quadrant for p in picks)
+        assert all(p.reason for p in picks)
+        like = await service.recommendations.recommend(str(sorted(library.iterdir())[0]), 3)
+        assert like and all(p.track.location != str(sorted(library.iterdir())[0])
+                            for p in like)
+        walk = await service.recommendations.journey("sad", "happy", 4)
+        assert len(walk) == 4 and len({p.track.track_id for p in walk}) == 4
+        assert all(p.target is not None for p in walk)
+        with pytest.raises(ServiceError, match="steps"):
+            await service.recommendations.journey("sad", "happy", 1)

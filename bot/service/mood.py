@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -43,6 +44,9 @@ from mer_models.engine import MoodEngine
 from mer_models.errors import MerError
 from mer_models.pool import EngineSpec, WorkerPool
 from mer_models.result import MoodResult
+
+if TYPE_CHECKING:
+    from bot.service.recommendations import Recommendations
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +177,13 @@ class MoodService:
     def versions(self) -> dict[str, str]:
         """``{kind: name-version}`` of the live models."""
         return self.engine.versions
+
+    @functools.cached_property
+    def recommendations(self) -> Recommendations:
+        """Suggestions and journeys over the stored library."""
+        from bot.service.recommendations import Recommendations
+
+        return Recommendations(self)
 
     @property
     def workers(self) -> int:

@@ -114,6 +114,27 @@ class StoredAnalysis:
     features: list[AudioFeatures] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class StoredMood:
+    """A track with its mood by one set of models, as the recommender's candidates need it.
+
+    ``location`` is where to play it: a local file's path, else the source's URL (None when
+    the source has neither).
+    """
+
+    track_id: int
+    title: str
+    artist: str
+    duration_s: float | None
+    quadrant: str
+    valence: float
+    arousal: float
+    confidence: float
+    embedding: list[float] | None
+    provider: str
+    location: str | None
+
+
 def _check_source(record: TrackRecord) -> None:
     if not record.provider or not record.provider_id:
         raise InvalidRecordError(f"{record.provider or '?'}: empty provider or provider id")
@@ -283,6 +304,30 @@ class Store:
         session.add(row)
         await session.flush()
         return row
+
+    async def moods(self, models: Mapping[str, str]) -> list[StoredMood]:
+        """Every track with a prediction by these model versions (one row per track).
+
+        A track known from several sources is listed once, with its local file when it has
+        one (what a playlist can point at), else its first source.
+        """
+        query = (select(Track, Prediction, TrackSource)
+                 .join(Prediction, Prediction.track_id == Track.id)
+                 .join(TrackSource, TrackSource.track_id == Track.id)
+                 .where(Prediction.models_key == models_key(models))
+                 .order_by(Track.id, (TrackSource.provider != "local"), TrackSource.id))
+        async with self.sessions() as session:
+            rows = (await session.execute(query)).all()
+        moods: dict[int, StoredMood] = {}
+        for track, prediction, source in rows:
+            if track.id in moods:
+                continue
+            location = source.provider_id if source.provider == "local" else source.url
+            moods[track.id] = StoredMood(
+                track.id, track.title, track.artist or "", track.duration_s,
+                prediction.quadrant, prediction.valence, prediction.arousal,
+                prediction.confidence, prediction.embedding, source.provider, location)
+        return list(moods.values())
 
     async def count_predictions(self) -> int:
         """Number of stored predictions."""
