@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,54 @@ def test_settings_and_database_errors_are_one_line(tiny_models_dir: Path,
     result = runner.invoke(app, args, env={"MER_DATA_DIR": str(blocked)})
     assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("error: database ")
+
+
+def test_piped_table_is_plain_and_one_line_per_input(tiny_models_dir: Path,
+                                                     mood_files: dict[str, Path],
+                                                     tmp_path: Path) -> None:
+    long = tmp_path / ("a very long file name " * 7 + "end.wav")
+    long.write_bytes(mood_files["Q2"].read_bytes())
+    inputs = [str(mood_files["Q1"]), str(long)]
+    result = runner.invoke(app, ["classify", *inputs, "--models", str(tiny_models_dir)],
+                           env={"COLUMNS": "80", "NO_COLOR": None, "FORCE_COLOR": None})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "\x1b" not in result.stdout  # not a terminal: no colours, no progress bar
+    assert lines[0].split() == ["track", "mood", "runner-up", "val.", "aro.", "source"]
+    assert len(lines) == 2 + len(inputs) + 1 and lines[-1].startswith("val. valence")
+    assert all(len(line) <= 80 for line in lines)
+    assert lines[3].rstrip().endswith("local") and "end.wav" in lines[3] and "…" in lines[3]
+    wide = runner.invoke(app, ["classify", *inputs, "--wide", "--models", str(tiny_models_dir)],
+                         env={"COLUMNS": "120"})
+    assert wide.stdout.splitlines()[0].split()[:6] == ["track", "mood", "Q1", "Q2", "Q3", "Q4"]
+
+
+def test_scan_summary(tiny_models_dir: Path, mood_files: dict[str, Path],
+                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    library = tmp_path / "library"
+    library.mkdir()
+    for q in ("Q1", "Q3"):
+        (library / f"{q}.wav").write_bytes(mood_files[q].read_bytes())
+    (library / "broken.mp3").write_text("not audio\n" * 50)
+    monkeypatch.setenv("MER_MODELS_DIR", str(tiny_models_dir))
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["scan", str(library)], env={"COLUMNS": "80"})
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.splitlines()
+    assert "\x1b" not in result.stdout and "files/s" not in result.stdout
+    assert re.fullmatch(r"3 files in \d+\.\d s: 2 classified, 0 unchanged, 1 failed", lines[0])
+    assert lines[1].startswith("  ✗ broken.mp3: not a decodable audio file")
+    assert lines[2] == "Mood mix of the 2 files with a mood:"
+    assert [line.split()[1] for line in lines[3:7]] == ["happy", "tense", "sad", "calm"]
+    again = runner.invoke(app, ["scan", str(library)])
+    assert "0 classified, 2 unchanged, 1 failed" in again.stdout
+
+
+def test_models_table_fits_80_columns(tiny_models_dir: Path) -> None:
+    result = runner.invoke(app, ["models", "--models", str(tiny_models_dir)],
+                           env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["model", "kind", "fusion", "macro-F1", "size"]
+    assert sorted(line.split()[1] for line in lines[2:4]) == ["cldnn", "ensemble"]
+    assert all(len(line) <= 80 for line in lines) and len(lines) == 6

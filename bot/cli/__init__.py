@@ -1,19 +1,22 @@
 """The ``mer`` command line.
 
 ``mer classify`` (files, search text, URLs), ``mer scan`` (a local library into the
-database), ``mer models``, ``mer spotify``, ``mer demo`` and ``mer db`` (schema migrations).
-Each group lives in its own module; this one assembles the Typer app.
+database), ``mer recommend``, ``mer journey`` and ``mer stats`` (the stored library by mood),
+``mer models``, ``mer spotify``, ``mer demo`` and ``mer db`` (schema migrations).
+Each group lives in its own module; this one assembles the Typer app. What they print is
+drawn by ``render`` (tables that fit the terminal) and ``progress`` (progress bars, the scan
+summary); ``interrupt`` makes Ctrl-C stop a command cleanly.
 """
 
 from __future__ import annotations
 
 import logging
 
-from bot.cli import audio, db, library
+from bot.cli import audio, db, library, playlists
 from bot.cli.common import app
 
 app.add_typer(db.db_app, name="db")
-__all__ = ["app", "audio", "library", "main"]
+__all__ = ["app", "audio", "library", "main", "playlists"]
 
 
 def main() -> None:

@@ -2,28 +2,52 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
+
+from bot.cli import interrupt
+from bot.cli.render import make_console
 
 if TYPE_CHECKING:
-    from bot.service import MoodResult, MoodService
+    from bot.service import MoodService
     from bot.settings import Settings
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Mood of music: classify audio into happy, tense, sad or calm.",
                   no_args_is_help=True, add_completion=False)
-out = Console()
+
+
+def console() -> Console:
+    """Standard output for this command (see :func:`bot.cli.render.make_console`)."""
+    return make_console()
 
 
 def fail(message: str) -> typer.Exit:
     """Print ``error: message`` on stderr and return the exit to raise (status 1)."""
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code=1)
+
+
+def run(main: Coroutine[Any, Any, T], *, interrupted: str) -> T:
+    """Run a command's coroutine; Ctrl-C stops it with ``interrupted`` on stderr, status 130.
+
+    Raises
+    ------
+    typer.Exit
+        Ctrl-C (status :data:`~bot.cli.interrupt.INTERRUPTED`); Click would otherwise print
+        ``Aborted!`` and exit with 1, which scripts cannot tell from a failure.
+    """
+    try:
+        return interrupt.run(main)
+    except KeyboardInterrupt:
+        typer.echo(interrupted, err=True)
+        raise typer.Exit(code=interrupt.INTERRUPTED) from None
 
 
 def settings(*, models_dir: Path | None = None, windows: int | None = None) -> Settings:
@@ -54,30 +78,14 @@ async def service(config: Settings, *, workers: int | None = None
 
     Raises
     ------
-    typer.Exit
-        The service cannot start (database, models): one line on stderr.
+    ServiceError
+        The service cannot start (database, models). Not printed here: the caller reports
+        it with :func:`fail` once its progress bar is gone, or the line would be drawn into
+        the bar.
     """
-    from bot.service import MoodService, ServiceError
+    from bot.service import MoodService
 
-    try:
-        created = await MoodService.create(config, allow_local_files=True, workers=workers)
-    except ServiceError as exc:
-        raise fail(str(exc)) from exc
+    created = await MoodService.create(config, allow_local_files=True, workers=workers)
     async with created:
         yield created
 
-
-def results_table(results: list[MoodResult], title: str | None = None) -> Table:
-    """A rich table of results, one row per input."""
-    table = Table(title=title, header_style="bold")
-    for column in ("input", "mood", "quadrant"):
-        table.add_column(column, overflow="fold")
-    for column in ("P(Q1)", "P(Q2)", "P(Q3)", "P(Q4)", "valence", "arousal", "conf.", "ms"):
-        table.add_column(column, justify="right")
-    for r in results:
-        p = r.probabilities
-        table.add_row(r.input, r.mood, r.quadrant.value,
-                      *(f"{p[q]:.2f}" for q in ("Q1", "Q2", "Q3", "Q4")),
-                      f"{r.valence:.2f}", f"{r.arousal:.2f}", f"{r.confidence:.2f}",
-                      f"{r.timings_ms.get('total', 0):.0f}")
-    return table
