@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.text import Text
 
-from bot.cli import common, render
+from bot.cli import common, interrupt, render
 from bot.cli.common import app, fail
 from bot.cli.progress import progress_bar, progress_label
 from bot.cli.render import ResultRow
@@ -157,8 +157,8 @@ def classify(
     from bot.service import redact
 
     config = common.settings(models_dir=models_dir, windows=windows)
-    outcomes = common.run(classify_all(config, inputs, workers, progress=not as_json),
-                          interrupted=_INTERRUPTED)
+    outcomes = interrupt.run(classify_all(config, inputs, workers, progress=not as_json),
+                             interrupted=lambda: _INTERRUPTED)
     rows: list[ResultRow] = []
     for item, outcome in zip(inputs, outcomes, strict=True):
         if isinstance(outcome, Exception):
@@ -254,8 +254,9 @@ def demo(models_dir: ModelsOpt = None, wide: WideOpt = False) -> None:
         raise fail("the demo library is not installed: pip install immich-memories-music"
                     ) from exc
     paths = sorted(tracks_dir().glob("*/*.opus"))
-    outcomes = common.run(classify_all(common.settings(models_dir=models_dir),
-                                       [str(p) for p in paths], None), interrupted=_INTERRUPTED)
+    outcomes = interrupt.run(classify_all(common.settings(models_dir=models_dir),
+                                          [str(p) for p in paths], None),
+                             interrupted=lambda: _INTERRUPTED)
     rows: list[ResultRow] = []
     for path, outcome in zip(paths, outcomes, strict=True):
         if isinstance(outcome, Exception):

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
-from bot.cli import interrupt
 from bot.cli.render import make_console
 
 if TYPE_CHECKING:
     from bot.service import MoodService
     from bot.settings import Settings
-
-T = TypeVar("T")
 
 app = typer.Typer(help="Mood of music: classify audio into happy, tense, sad or calm.",
                   no_args_is_help=True, add_completion=False)
@@ -32,22 +29,6 @@ def fail(message: str) -> typer.Exit:
     """Print ``error: message`` on stderr and return the exit to raise (status 1)."""
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code=1)
-
-
-def run(main: Coroutine[Any, Any, T], *, interrupted: str) -> T:
-    """Run a command's coroutine; Ctrl-C stops it with ``interrupted`` on stderr, status 130.
-
-    Raises
-    ------
-    typer.Exit
-        Ctrl-C (status :data:`~bot.cli.interrupt.INTERRUPTED`); Click would otherwise print
-        ``Aborted!`` and exit with 1, which scripts cannot tell from a failure.
-    """
-    try:
-        return interrupt.run(main)
-    except KeyboardInterrupt:
-        typer.echo(interrupted, err=True)
-        raise typer.Exit(code=interrupt.INTERRUPTED) from None
 
 
 def settings(*, models_dir: Path | None = None, windows: int | None = None) -> Settings:

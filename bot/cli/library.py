@@ -69,14 +69,12 @@ def scan(
                 raise
 
     try:
-        report = interrupt.run(run())
+        # Ctrl-C cancels run(): the file under way is dropped, the service closed; what was
+        # stored before stays (one transaction per file), so a rescan resumes.
+        report = interrupt.run(run(), interrupted=lambda: progress.interrupted_message(
+            reached.done, reached.total))
     except ServiceError as exc:  # said here, once the bar is gone: not drawn into it
         raise fail(str(exc)) from exc
-    except KeyboardInterrupt:
-        # Ctrl-C cancelled run(): the file under way was dropped, the service closed; what
-        # was stored before stays (one transaction per file), so a rescan resumes.
-        typer.echo(progress.interrupted_message(reached.done, reached.total), err=True)
-        raise typer.Exit(code=interrupt.INTERRUPTED) from None
     render.print_lines(console, *progress.scan_summary(
         report, seconds=time.monotonic() - started, width=console.width, root=str(directory),
         verbose=verbose, emoji=render.can_show_emoji(console)))
