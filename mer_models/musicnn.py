@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mer_models.card import ModelCard
-from mer_models.errors import ModelCardError, ModelError, ParameterError
+from mer_models.errors import ModelCardError, ParameterError
 
 if TYPE_CHECKING:
     pass
@@ -238,7 +238,7 @@ class OnnxMusicnn:
 
     def __init__(self, card_path: str | Path, *, threads: int = 0,
                  prefer_gpu: bool = True) -> None:
-        from mer_models.onnx import available_providers, cached_session
+        from mer_models.onnx import load_session
 
         self.card_path = Path(card_path)
         self.card = ModelCard.load(self.card_path)
@@ -251,12 +251,8 @@ class OnnxMusicnn:
                            if self.card.preprocessing.get(key) != FRONT_END.get(key)}
             raise ModelCardError(f"{card_path}: front end differs from mer_models.musicnn "
                                  f"(card, module): {differences}")
-        providers = tuple(available_providers(prefer_gpu))
-        try:
-            self._session = cached_session(str(artifact.resolve()), self.card.sha256, providers,
-                                     threads)
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelError(f"{artifact}: onnxruntime cannot load the model: {exc}") from exc
+        self._session = load_session(artifact, self.card.sha256, threads=threads,
+                                     prefer_gpu=prefer_gpu)
         self._check_schema()
         self._input = self.card.inputs[0].name
         self._penultimate, self._taggram = (spec.name for spec in self.card.outputs)

@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mer_models.errors import ModelError
+
 if TYPE_CHECKING:
     import onnxruntime
 
@@ -40,3 +42,19 @@ def cached_session(path: str, sha256: str, providers: tuple[str, ...], threads: 
     options.inter_op_num_threads = 1
     logger.info("loading ONNX model %s with %s", Path(path).name, providers)
     return ort.InferenceSession(path, sess_options=options, providers=list(providers))
+
+
+def load_session(artifact: Path, sha256: str, *, threads: int = 0, prefer_gpu: bool = True
+                 ) -> onnxruntime.InferenceSession:
+    """The cached session of a verified artifact on the preferred providers.
+
+    Raises
+    ------
+    ModelError
+        onnxruntime cannot load the file (its own untyped errors, named here).
+    """
+    providers = tuple(available_providers(prefer_gpu))
+    try:
+        return cached_session(str(artifact.resolve()), sha256, providers, threads)
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ModelError(f"{artifact}: onnxruntime cannot load the model: {exc}") from exc

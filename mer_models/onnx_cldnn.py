@@ -10,9 +10,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mer_models.card import ModelCard
-from mer_models.errors import ModelCardError, ModelError
+from mer_models.errors import ModelCardError
 from mer_models.model import ModelInputs, required
-from mer_models.onnx import available_providers, cached_session
+from mer_models.onnx import load_session
 
 if TYPE_CHECKING:
     pass
@@ -48,12 +48,8 @@ class OnnxCldnn:
         if self.card.kind != "cldnn":
             raise ModelCardError(f"{card_path}: kind {self.card.kind!r} is not a CLDNN")
         artifact = self.card.verify(self.card_path, preprocessing=preprocessing)
-        providers = tuple(available_providers(prefer_gpu))
-        try:
-            self._session = cached_session(str(artifact.resolve()), self.card.sha256, providers,
-                                     threads)
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelError(f"{artifact}: onnxruntime cannot load the model: {exc}") from exc
+        self._session = load_session(artifact, self.card.sha256, threads=threads,
+                                     prefer_gpu=prefer_gpu)
         self._check_schema()
         self._input = self._session.get_inputs()[0].name
 
