@@ -20,7 +20,8 @@ from mer_models.errors import MerError, ModelCardError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 
-ModelKind = Literal["cldnn", "ensemble", "spotify-ensemble", "musicnn-msd", "musicnn-mtt"]
+ModelKind = Literal["cldnn", "ensemble", "musicnn", "spotify-ensemble", "musicnn-msd",
+                    "musicnn-mtt"]
 
 
 class TensorSpec(BaseModel):

@@ -1,8 +1,9 @@
 """MoodEngine: audio in, fused mood out.
 
 The engine owns the preprocessing settings and a list of :class:`~mer_models.model.MoodModel`
-(today the ONNX CLDNN and the stacking ensemble), and runs a clip through
-decode -> windows -> features -> every model -> late fusion (:func:`mer_models.fusion.fuse`).
+(the ONNX CLDNN, the stacking ensemble and the head on the musicnn embedding), and runs a clip
+through decode -> windows -> features and embedding -> every model -> late fusion
+(:func:`mer_models.fusion.fuse`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from mer_models.features import DESCRIPTOR_NAMES, clip_descriptors, extract_feat
 from mer_models.fusion import fuse
 from mer_models.model import ModelInputs, MoodModel
 from mer_models.moods import QUADRANTS
+from mer_models.musicnn_head import MusicnnEmbedder, MusicnnHead
 from mer_models.onnx_cldnn import OnnxCldnn
 from mer_models.result import MoodResult
 
@@ -45,10 +47,16 @@ def _load_ensemble(card: Path, engine: MoodEngine) -> MoodModel:
                               preprocessing=engine.config.preprocessing())
 
 
+def _load_musicnn(card: Path, engine: MoodEngine) -> MoodModel:
+    return MusicnnHead(card, preprocessing=engine.config.preprocessing(),
+                       threads=engine.threads, prefer_gpu=engine.prefer_gpu)
+
+
 #: How each fused kind of model card is loaded, in fusion order.
 LOADERS: dict[str, Callable[[Path, MoodEngine], MoodModel]] = {
     "cldnn": _load_cldnn,
     "ensemble": _load_ensemble,
+    "musicnn": _load_musicnn,
 }
 
 
@@ -99,6 +107,9 @@ class MoodEngine:
             if model.card.classes != _CLASSES:
                 raise ModelCardError(f"{model.card.display_name}: classes "
                                      f"{model.card.classes} are not {_CLASSES}")
+        #: Computes the clip embedding when a model needs it (and the result carries it).
+        self.embedder: MusicnnEmbedder | None = next(
+            (m.embedder for m in self.models if isinstance(m, MusicnnHead)), None)
 
     @property
     def cards(self) -> list[ModelCard]:
@@ -107,11 +118,11 @@ class MoodEngine:
 
     @property
     def versions(self) -> dict[str, str]:
-        """``{kind: name-version}`` of every loaded model, e.g. ``{"cldnn": ..., ...}``."""
+        """``{kind: name-version}`` of every loaded model: ``cldnn``, ``ensemble``, ``musicnn``."""
         return {m.card.kind: m.card.display_name for m in self.models}
 
     def model(self, kind: str) -> MoodModel | None:
-        """The loaded model of a kind (``"cldnn"``, ``"ensemble"``), if any."""
+        """The loaded model of a kind (``"cldnn"``, ``"ensemble"``, ``"musicnn"``), if any."""
         return next((m for m in self.models if m.card.kind == kind), None)
 
     def warm_up(self) -> None:
@@ -142,7 +153,7 @@ class MoodEngine:
         start = time.perf_counter()
         audio = load_windows(source, self.config, name=name)
         decoded = time.perf_counter()
-        probabilities, descriptors, timings = self._predict(audio.windows)
+        probabilities, descriptors, embedding, timings = self._predict(audio.windows)
         timings = {"decode": (decoded - start) * 1e3, **timings,
                    "total": (time.perf_counter() - start) * 1e3}
         return MoodResult.from_arrays(
@@ -150,6 +161,7 @@ class MoodEngine:
             window_seconds=self.config.window_seconds, models=self.versions,
             timings_ms={k: round(v, 2) for k, v in timings.items()}, duration=audio.duration,
             descriptors=dict(zip(DESCRIPTOR_NAMES, descriptors.tolist(), strict=True)),
+            embedding=None if embedding is None else embedding.tolist(),
         )
 
     def try_classify(self, source: AudioSource) -> MoodResult | Exception:
@@ -195,17 +207,25 @@ class MoodEngine:
             return pool.map(sources, chunksize=max(1, len(sources) // (4 * workers)))
 
     def _predict(self, windows: NDArray[np.float32]
-                 ) -> tuple[NDArray[np.float64], NDArray[np.float32], dict[str, float]]:
-        """Fused per-window probabilities, the clip descriptors, and stage timings (ms)."""
+                 ) -> tuple[NDArray[np.float64], NDArray[np.float32], NDArray[np.float32] | None,
+                            dict[str, float]]:
+        """Fused per-window probabilities, the clip descriptors and embedding, stage timings."""
         t0 = time.perf_counter()
         features = extract_features(windows, self.config)
         descriptors = clip_descriptors(features.descriptors)
-        inputs = ModelInputs(logmel=features.logmel, descriptors=descriptors)
         timings = {"features": (time.perf_counter() - t0) * 1e3}
+        embedding = None
+        if self.embedder is not None:
+            t = time.perf_counter()
+            embedding = self.embedder.embed(windows, self.config.sample_rate)
+            timings["embedding"] = (time.perf_counter() - t) * 1e3
+        inputs = ModelInputs(logmel=features.logmel, descriptors=descriptors,
+                             embedding=embedding)
         parts: list[NDArray[np.float64]] = []
         for model in self.models:
             t = time.perf_counter()
             parts.append(model.quadrant_probabilities(inputs))
             timings[model.card.kind] = (time.perf_counter() - t) * 1e3
         fused = fuse(parts, [m.card.fusion_weight for m in self.models])
-        return np.broadcast_to(fused, (len(windows), len(_CLASSES))), descriptors, timings
+        return (np.broadcast_to(fused, (len(windows), len(_CLASSES))), descriptors, embedding,
+                timings)

@@ -31,6 +31,41 @@ TRUSTED_TYPES: Final[tuple[str, ...]] = (
 )
 
 
+def load_classifier(artifact: Path, card: ModelCard) -> Any:
+    """A scikit-learn classifier from a verified ``.skops`` artifact, trusted types only.
+
+    Parameters
+    ----------
+    artifact : path
+        The file, already checked against ``card``'s sha256 (:meth:`ModelCard.verify`).
+    card : ModelCard
+        Its card: the classifier's ``classes_`` must equal ``card.classes``.
+
+    Raises
+    ------
+    ModelCardError
+        The file needs a type outside :data:`TRUSTED_TYPES` and skops' defaults, or its
+        classes differ from the card's.
+    ModelError
+        skops cannot read the file.
+    """
+    import skops.io as sio
+
+    untrusted = set(sio.get_untrusted_types(file=artifact)) - set(TRUSTED_TYPES)
+    if untrusted:
+        raise ModelCardError(f"{artifact}: refusing to load types outside the trusted list: "
+                             + ", ".join(sorted(untrusted)))
+    try:
+        model = sio.load(artifact, trusted=list(TRUSTED_TYPES))
+    except Exception as exc:  # skops raises many types on a damaged file
+        raise ModelError(f"{artifact}: cannot load {card.display_name}: {exc}") from exc
+    classes = [str(c) for c in getattr(model, "classes_", [])]
+    if classes != card.classes:
+        raise ModelCardError(f"{artifact}: model classes {classes} differ from the card's "
+                             f"{card.classes}")
+    return model
+
+
 class DescriptorEnsemble:
     """Class probabilities from a descriptor vector with the stacking ensemble.
 
@@ -51,8 +86,6 @@ class DescriptorEnsemble:
         feature_names: tuple[str, ...] | list[str] | None = None,
         preprocessing: dict[str, Any] | None = None,
     ) -> None:
-        import skops.io as sio
-
         self.card_path = Path(card_path)
         self.card = ModelCard.load(self.card_path)
         if self.card.kind not in ("ensemble", "spotify-ensemble"):
@@ -64,21 +97,7 @@ class DescriptorEnsemble:
                 f"{len(feature_names)})"
             )
         artifact = self.card.verify(self.card_path, preprocessing=preprocessing)
-        untrusted = set(sio.get_untrusted_types(file=artifact)) - set(TRUSTED_TYPES)
-        if untrusted:
-            raise ModelCardError(
-                f"{artifact}: refusing to load types outside the trusted list: "
-                + ", ".join(sorted(untrusted))
-            )
-        try:
-            self._model = sio.load(artifact, trusted=list(TRUSTED_TYPES))
-        except Exception as exc:  # skops raises many types on a damaged file
-            raise ModelError(f"{artifact}: cannot load the ensemble: {exc}") from exc
-        classes = [str(c) for c in getattr(self._model, "classes_", [])]
-        if classes != self.card.classes:
-            raise ModelCardError(
-                f"{artifact}: model classes {classes} differ from the card's {self.card.classes}"
-            )
+        self._model = load_classifier(artifact, self.card)
 
     def predict(self, features: NDArray[np.floating]) -> NDArray[np.float32]:
         """Class probabilities.

@@ -30,12 +30,15 @@ class ModelInputs:
         Log-mel windows (:func:`mer_models.features.extract_features`).
     descriptors : ndarray, shape (n_descriptors,), or None
         The clip's descriptor vector (:func:`mer_models.features.clip_descriptors`).
+    embedding : ndarray, shape (n_values,), or None
+        The clip's pretrained-network embedding (:class:`mer_models.musicnn_head.MusicnnEmbedder`).
     spotify : mapping or None
         Spotify's audio features of the track, for users who still have them.
     """
 
     logmel: NDArray[np.float32] | None = None
     descriptors: NDArray[np.float32] | None = None
+    embedding: NDArray[np.float32] | None = None
     spotify: Mapping[str, float] | None = None
 
 

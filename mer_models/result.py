@@ -45,6 +45,9 @@ class MoodResult:
         Analysed duration of the input in seconds.
     descriptors : dict
         The clip's descriptor vector by name (what the ensemble saw); not part of the JSON.
+    embedding : list of float or None
+        The clip's musicnn embedding (what the third model saw, and what "tracks like this
+        one" compares), when the engine has that model; not part of the JSON.
     """
 
     input: str
@@ -54,6 +57,7 @@ class MoodResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     duration: float = 0.0
     descriptors: dict[str, float] = field(default_factory=dict, repr=False)
+    embedding: list[float] | None = field(default=None, repr=False)
 
     @classmethod
     def from_arrays(
@@ -67,6 +71,7 @@ class MoodResult:
         timings_ms: dict[str, float],
         duration: float,
         descriptors: dict[str, float] | None = None,
+        embedding: list[float] | None = None,
     ) -> MoodResult:
         """Build a result from per-window probabilities (n_windows, 4) in Q1..Q4 order."""
         rows = np.asarray(window_probabilities, dtype=np.float64)
@@ -80,7 +85,8 @@ class MoodResult:
             for s, row in zip(starts, rows, strict=True)
         ]
         return cls(input=input, probabilities=_as_dict(clip), windows=windows, models=models,
-                   timings_ms=timings_ms, duration=duration, descriptors=descriptors or {})
+                   timings_ms=timings_ms, duration=duration, descriptors=descriptors or {},
+                   embedding=embedding)
 
     @property
     def quadrant(self) -> Quadrant:

@@ -15,7 +15,10 @@ from tests.synth import SR, mood_clip
 from tests.tiny_models import TINY_CLDNN
 from train.cldnn_train import TrainConfig
 from train.data import DataMissingError, load_4q
+from train.musicnn_head import run_musicnn
 from train.pipeline import (
+    SERVING,
+    TRAINING_DATA,
     load_data,
     run_cldnn,
     run_ensemble,
@@ -75,30 +78,63 @@ def test_all_stages_on_tiny_data(fake_data: Path, tmp_path: Path) -> None:
     cldnn = run_cldnn(data, run, cfg)
     assert cldnn["onnx_max_abs_diff"] < 1e-4 and (run / "curves_cldnn.png").is_file()
     assert len(cldnn["folds"]) == 5
+    # MSD only, to keep the test short; the tones of the synthetic quadrants differ clearly
+    # enough for the pretrained embedding too (measured below).
+    musicnn = run_musicnn(data.labels, data.folds, [c.song_id for c in data.clips], run,
+                          root=fake_data, analysis=SERVING, training=TRAINING_DATA,
+                          cache_dir=tmp_path / "musicnn", networks=("msd",), augment=False)
+    assert musicnn["macro_f1_mean"] >= 0.8 and (run / "oof_musicnn.npy").is_file()
     reference = run_reference(data, run, fake_data)
     assert reference["macro_f1_mean"] > 0.9  # the fake "official" features are separable
     fused = run_fusion(data, run)
     # Two epochs leave the tiny CLDNN near chance (measured 0.1): the nested weights must then
-    # lean on the ensemble, and the fusion must not be worse than its better model.
-    assert fused["macro_f1_mean"] >= max(cldnn["macro_f1_mean"], ensemble["macro_f1_mean"]) - 0.05
-    assert fused["cldnn_weight"] <= 0.5
-    robust = run_robustness(data, run)
+    # lean on the other models, and the fusion must not be worse than its best model.
+    best = max(cldnn["macro_f1_mean"], ensemble["macro_f1_mean"], musicnn["macro_f1_mean"])
+    assert fused["macro_f1_mean"] >= best - 0.05
+    assert fused["kinds"] == ["cldnn", "ensemble", "musicnn"]
+    assert fused["weights"]["cldnn"] <= 0.5 and sum(fused["weights"].values()) == 1.0
+    assert set(fused["subsets"]) == {"cldnn+ensemble", "cldnn+musicnn", "ensemble+musicnn"}
+    robust = run_robustness(data, run, root=fake_data, musicnn_cache=tmp_path / "musicnn")
     assert robust["original (48k mono mp3)"]["fused"]["macro_f1"] >= 0.9
+    assert set(robust["opus-96k-48k-stereo"]) == {"cldnn", "ensemble", "musicnn", "fused"}
     assert set(robust) == {"original (48k mono mp3)", "mp3-128k-44k-stereo",
-                           "opus-96k-48k-stereo"}
+                           "opus-96k-48k-stereo", "aac-128k-44k-stereo"}
     report = tmp_path / "MODEL_REPORT.md"
     report.write_text("# Model report\n\nprose\n\n<!-- generated:begin -->\nSTALE-TABLE\n"
                       "<!-- generated:end -->\n\nmore prose\n")
     write_report(run, report)
     text = report.read_text()
     assert "prose" in text and "more prose" in text and "STALE-TABLE" not in text
-    assert "Fused (nested fusion weights)" in text
+    assert "Fused (nested fusion weights)" in text and "Head on the musicnn embedding" in text
+    assert "| CLDNN + ensemble + musicnn head |" in text
     weights = tmp_path / "weights"
     shipped = ship(run, weights)
     assert {p.suffix for p in shipped} == {".json", ".onnx", ".skops"}
     engine = MoodEngine(weights, threads=1)
+    assert set(engine.versions) == {"cldnn", "ensemble", "musicnn"}
     weights_sum = sum(card.fusion_weight for card in engine.cards)
     assert weights_sum == pytest.approx(1.0)
     right = sum(engine.classify(next((fake_data / "4q" / "audio" / q).iterdir())).quadrant.value
                 == q for q in ("Q1", "Q2", "Q3", "Q4"))
     assert right >= 3
+
+
+def test_augmented_copies_train_only_where_their_clip_may(fake_data: Path, tmp_path: Path
+                                                          ) -> None:
+    from train.musicnn_head import AUGMENTATIONS, SERVING_LAYOUT, augmented_embeddings, with_copies
+
+    song_ids = ["MTQ100", "MTQ310"]
+    copies = augmented_embeddings(fake_data, song_ids, SERVING_LAYOUT, SERVING,
+                                  cache_dir=tmp_path)
+    assert list(copies) == list(AUGMENTATIONS)
+    for name, x in copies.items():
+        assert x.shape == (2, 400) and np.isfinite(x).all(), name
+    # Re-encoding changes the embedding a little, not into another clip's.
+    assert not np.allclose(copies["opus-96k-48k-stereo"], copies["gain-12dB"])
+    again = augmented_embeddings(fake_data, song_ids, SERVING_LAYOUT, SERVING,
+                                 cache_dir=tmp_path)  # from the cache this time
+    np.testing.assert_array_equal(again["aac-128k-44k-stereo"], copies["aac-128k-44k-stereo"])
+    x_all, y_all, folds_all, original = with_copies(
+        np.zeros((2, 400)), np.array([0, 2]), np.array([0, 3]), list(copies.values()))
+    assert x_all.shape == (12, 400) and original.sum() == 2 and original[:2].all()
+    assert (y_all == np.tile([0, 2], 6)).all() and (folds_all == np.tile([0, 3], 6)).all()

@@ -99,8 +99,24 @@ def fuse(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN) -> None:
     from train.pipeline import run_fusion
 
     m = run_fusion(_data(data), run)
-    console.print(f"fused (CLDNN weight {m['cldnn_weight']}): macro-F1 "
+    console.print(f"fused (weights {m['weights']}): macro-F1 "
                   f"{m['macro_f1_mean']:.3f} ± {m['macro_f1_std']:.3f}")
+    for subset, s in m["subsets"].items():
+        console.print(f"  {subset}: macro-F1 {s['macro_f1_mean']:.3f} ± {s['macro_f1_std']:.3f}")
+
+
+@app.command()
+def musicnn(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN) -> None:
+    """Head on the musicnn embedding: cross-validation, then the final head with its card."""
+    from train.musicnn_head import run_musicnn
+    from train.pipeline import SERVING, TRAINING_DATA
+
+    run.mkdir(parents=True, exist_ok=True)
+    d = _data(data)
+    m = run_musicnn(d.labels, d.folds, [c.song_id for c in d.clips], run, root=data,
+                    analysis=SERVING, training=TRAINING_DATA)
+    console.print(f"musicnn head: macro-F1 {m['macro_f1_mean']:.3f} ± "
+                  f"{m['macro_f1_std']:.3f}, final {m['final_params']}")
 
 
 @app.command()
@@ -108,7 +124,7 @@ def robustness(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN) -> 
     """Re-encode the held-out fold 4 (MP3 128k stereo 44.1 kHz, Opus 96k) and re-score it."""
     from train.pipeline import run_robustness
 
-    for name, r in run_robustness(_data(data), run).items():
+    for name, r in run_robustness(_data(data), run, root=data).items():
         console.print(f"{name:28s} fused macro-F1 {r['fused']['macro_f1']:.3f}")
 
 
@@ -163,9 +179,11 @@ def convert_musicnn(
 @app.command("all")
 def all_(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN,
          gpu: Annotated[bool, typer.Option(help="Use CUDA when present.")] = True) -> None:
-    """Everything: ensemble, CLDNN, reference, fusion, robustness, report, seed report, ship."""
+    """Everything: ensemble, CLDNN, musicnn head, reference, fusion, robustness, report, seed
+    report, ship."""
     ensemble(data, run)
     cldnn(data, run, gpu, None)
+    musicnn(data, run)
     reference(data, run)
     fuse(data, run)
     robustness(data, run)

@@ -67,13 +67,26 @@ def read_splits(root: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _models(threads: int) -> dict[str, OnnxMusicnn]:
+def _models(threads: int, networks: tuple[str, ...] = NETWORKS) -> dict[str, OnnxMusicnn]:
     return {key: OnnxMusicnn(WEIGHTS / f"musicnn-{key}-1.json", threads=threads,
-                             prefer_gpu=False) for key in NETWORKS}
+                             prefer_gpu=False) for key in networks}
 
 
-def extract(root: Path, *, threads: int = 1) -> dict[str, NDArray[Any]]:
+def extract(root: Path, *, threads: int = 1, cache_dir: Path = CACHE_DIR,
+            networks: tuple[str, ...] = NETWORKS) -> dict[str, NDArray[Any]]:
     """Penultimate layer of every cached patch of every clip, from the cache when it holds it.
+
+    Parameters
+    ----------
+    root : path
+        The data folder (``4q/splits.csv`` and the audio).
+    threads : int
+        onnxruntime threads (0: all cores).
+    cache_dir : path
+        Where the embeddings are cached, keyed by the models and the front end (a cache of
+        other clips is recomputed and replaced).
+    networks : tuple of str
+        The networks to run (``"msd"``, ``"mtt"``).
 
     Returns
     -------
@@ -82,20 +95,20 @@ def extract(root: Path, *, threads: int = 1) -> dict[str, NDArray[Any]]:
         patches window by window (3 per window), ``window_index`` and ``start_frames`` (15,).
     """
     rows = read_splits(root)
-    models = _models(threads)
+    models = _models(threads, networks)
     config = AnalysisConfig().with_windows(CACHE_WINDOWS)
     payload = {"front_end": FRONT_END, "models": {k: m.card.sha256 for k, m in models.items()},
                "preprocessing": config.preprocessing(), "windows": CACHE_WINDOWS,
                "patches": CACHE_PATCHES, "max_duration": config.max_duration}
     key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-    path = CACHE_DIR / f"4q-{key}.npz"
+    path = cache_dir / f"4q-{key}.npz"
     ids = np.array([r["song_id"] for r in rows])
     if path.is_file():
         with np.load(path) as cached:
             if np.array_equal(cached["song_ids"], ids):
                 logger.info("embeddings from cache %s", path)
                 return dict(cached)
-    values: dict[str, list[NDArray[np.float32]]] = {k: [] for k in NETWORKS}
+    values: dict[str, list[NDArray[np.float32]]] = {k: [] for k in models}
     start = time.perf_counter()
     for i, row in enumerate(rows):
         audio = load_windows(row["path"], config)
@@ -108,7 +121,7 @@ def extract(root: Path, *, threads: int = 1) -> dict[str, NDArray[Any]]:
     result = {"song_ids": ids, "window_index": patches.window_index,
               "start_frames": patches.start_frames,
               **{k: np.stack(v).astype(np.float32) for k, v in values.items()}}
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, allow_pickle=False, **result)
     tmp.replace(path)
@@ -140,11 +153,13 @@ def _heads() -> dict[str, tuple[Any, dict[str, list[Any]]]]:
 
 
 def cross_validate(x: NDArray[np.float32], labels: NDArray[np.int64], folds: NDArray[np.int64],
-                   head: str) -> tuple[NDArray[np.float64], list[dict[str, Any]]]:
+                   head: str, *, test_mask: NDArray[np.bool_] | None = None
+                   ) -> tuple[NDArray[np.float64], list[dict[str, Any]]]:
     """Out-of-fold probabilities (n, 4) and the chosen hyper-parameters of each outer fold.
 
     The grid search sees only the training folds and splits them by fold again, so inner
-    validation is artist-disjoint too.
+    validation is artist-disjoint too. ``test_mask`` limits the rows predicted for a held-out
+    fold (the originals, when the rest are augmented copies); rows outside it stay 0.
     """
     from sklearn.base import clone
     from sklearn.exceptions import ConvergenceWarning
@@ -155,6 +170,8 @@ def cross_validate(x: NDArray[np.float32], labels: NDArray[np.int64], folds: NDA
     chosen = []
     for fold in np.unique(folds):
         train, test = folds != fold, folds == fold
+        if test_mask is not None:
+            test = test & test_mask
         search = GridSearchCV(clone(estimator), grid, scoring="f1_macro",
                               cv=PredefinedSplit(folds[train]), n_jobs=1, refit=True)
         with warnings.catch_warnings():

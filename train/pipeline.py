@@ -8,6 +8,7 @@ fusion stage reads, and the model artifacts with their cards under ``models/``.
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import shutil
 import subprocess
@@ -103,7 +104,7 @@ def run_ensemble(data: Data, run_dir: Path, *, n_jobs: int = 2, version: str = "
     save_confusion_png(metrics["pooled"]["confusion"], run_dir / "confusion_ensemble.png",
                        "stacking ensemble, out-of-fold")
     save_ensemble(best, run_dir / "models", version=version, analysis=SERVING,
-                  training=TRAINING_DATA, metrics=_card_metrics(metrics),
+                  training=TRAINING_DATA, metrics=card_metrics(metrics),
                   notes=f"best grid parameters: {metrics['best_params']}")
     return metrics
 
@@ -166,7 +167,7 @@ def run_cldnn(data: Data, run_dir: Path, cfg: TrainConfig, *, device: str = "cpu
     onnx_path = models / f"mood-4q-cldnn-{version}.onnx"
     metrics["onnx_max_abs_diff"] = export_onnx(model, onnx_path)
     cldnn_card(artifact=onnx_path, version=version, model=model, analysis=SERVING,
-               training=TRAINING_DATA, metrics=_card_metrics(metrics),
+               training=TRAINING_DATA, metrics=card_metrics(metrics),
                notes=f"train config: {final_cfg.to_dict()}").save(
         models / f"mood-4q-cldnn-{version}.json")
     write_json(metrics, run_dir / "metrics_cldnn.json")
@@ -211,42 +212,83 @@ def run_reference(data: Data, run_dir: Path, root: Path = DEFAULT_DATA_ROOT) -> 
 
 # --- fusion -----------------------------------------------------------------------------------
 
-def _best_weight(p_cldnn: NDArray[np.floating], p_ens: NDArray[np.floating],
-                 labels: NDArray[np.integer]) -> float:
-    grid = np.round(np.linspace(0, 1, 21), 2)
-    scores = [f1_score(labels, fuse([p_cldnn, p_ens], [w, 1 - w]).argmax(1), average="macro")
+#: The fused kinds, in the engine's order (:data:`mer_models.engine.LOADERS`); a run fuses
+#: those whose ``oof_<kind>.npy`` it holds.
+FUSED_KINDS = ("cldnn", "ensemble", "musicnn")
+#: Step of the weight grid on the simplex (weights are multiples of it summing to 1).
+WEIGHT_STEP = 0.05
+
+
+def weight_grid(n_models: int, step: float = WEIGHT_STEP) -> NDArray[np.float64]:
+    """Every weight vector of ``n_models`` non-negative multiples of ``step`` summing to 1."""
+    units = round(1 / step)
+    grid = [c for c in itertools.product(range(units + 1), repeat=n_models) if sum(c) == units]
+    return np.array(grid, dtype=np.float64) / units
+
+
+def best_weights(probabilities: list[NDArray[np.floating]], labels: NDArray[np.integer]
+                 ) -> NDArray[np.float64]:
+    """The grid's weight vector with the highest macro-F1 of the fused probabilities."""
+    grid = weight_grid(len(probabilities))
+    scores = [f1_score(labels, fuse(probabilities, w.tolist()).argmax(1), average="macro")
               for w in grid]
-    return float(grid[int(np.argmax(scores))])
+    return grid[int(np.argmax(scores))]
 
 
-def run_fusion(data: Data, run_dir: Path) -> dict[str, Any]:
-    """Choose the CLDNN's fusion weight on out-of-fold probabilities.
-
-    The reported figures are nested: each fold is fused with the weight chosen on the other
-    four folds. The weight written into the cards is the one chosen on all five.
-    """
-    p_c, p_e = np.load(run_dir / "oof_cldnn.npy"), np.load(run_dir / "oof_ensemble.npy")
-    folds, labels = data.folds, data.labels
-    fused = np.zeros_like(p_c)
+def nested_fusion(probabilities: list[NDArray[np.floating]], labels: NDArray[np.integer],
+                  folds: NDArray[np.integer]
+                  ) -> tuple[NDArray[np.float64], dict[int, list[float]]]:
+    """Fused out-of-fold probabilities, each fold with the weights chosen on the other four."""
+    fused = np.zeros(np.shape(probabilities[0]), dtype=np.float64)
     chosen = {}
     for k in np.unique(folds):
         other = folds != k
-        w = _best_weight(p_c[other], p_e[other], labels[other])
-        chosen[int(k)] = w
-        fused[folds == k] = fuse([p_c[folds == k], p_e[folds == k]], [w, 1 - w])
-    weight = _best_weight(p_c, p_e, labels)
+        w = best_weights([p[other] for p in probabilities], labels[other])
+        chosen[int(k)] = [round(float(v), 2) for v in w]
+        fused[folds == k] = fuse([p[folds == k] for p in probabilities], w.tolist())
+    return fused, chosen
+
+
+def run_fusion(data: Data, run_dir: Path) -> dict[str, Any]:
+    """Choose the fusion weights of the run's models on their out-of-fold probabilities.
+
+    The reported figures are nested: each fold is fused with the weights chosen on the other
+    four folds. The weights written into the cards are the ones chosen on all five. Every
+    subset of two or more models is scored the same way, so the report can say what each
+    model adds.
+    """
+    kinds = [k for k in FUSED_KINDS if (run_dir / f"oof_{k}.npy").is_file()]
+    if len(kinds) < 2:
+        raise FileNotFoundError(f"{run_dir}: fusion needs the out-of-fold probabilities of two "
+                                f"models or more (oof_<kind>.npy for {FUSED_KINDS})")
+    oof = {k: np.load(run_dir / f"oof_{k}.npy") for k in kinds}
+    folds, labels = data.folds, data.labels
+    fused, chosen = nested_fusion([oof[k] for k in kinds], labels, folds)
+    weights = dict(zip(kinds, (round(float(w), 2) for w in
+                               best_weights([oof[k] for k in kinds], labels)), strict=True))
     np.save(run_dir / "oof_fused.npy", fused)
     metrics = per_fold(labels, fused, folds)
+    metrics["kinds"] = kinds
     metrics["weights_per_fold"] = chosen
-    metrics["cldnn_weight"] = weight
+    metrics["weights"] = weights
+    metrics["subsets"] = {}
+    for size in range(2, len(kinds)):
+        for subset in itertools.combinations(kinds, size):
+            p, _ = nested_fusion([oof[k] for k in subset], labels, folds)
+            m = per_fold(labels, p, folds)
+            metrics["subsets"]["+".join(subset)] = {
+                key: round(m[key], 4) for key in ("macro_f1_mean", "macro_f1_std",
+                                                  "valence_accuracy_mean",
+                                                  "arousal_accuracy_mean")}
     write_json(metrics, run_dir / "metrics_fused.json")
     save_confusion_png(metrics["pooled"]["confusion"], run_dir / "confusion_fused.png",
                        "fused, out-of-fold (nested weights)")
-    for card_path in (run_dir / "models").glob("*.json"):
+    for card_path in (run_dir / "models").glob("mood-4q-*.json"):
         card = ModelCard.load(card_path)
-        card.fusion_weight = weight if card.kind == "cldnn" else round(1 - weight, 2)
-        card.metrics["fused"] = _card_metrics(metrics)
-        card.save(card_path)
+        if card.kind in weights:
+            card.fusion_weight = weights[card.kind]
+            card.metrics["fused"] = card_metrics(metrics)
+            card.save(card_path)
     return metrics
 
 
@@ -257,50 +299,104 @@ CODECS: dict[str, list[str]] = {
                             "-f", "mp3"],
     "opus-96k-48k-stereo": ["-ar", "48000", "-ac", "2", "-c:a", "libopus", "-b:a", "96k",
                             "-f", "ogg"],
+    "aac-128k-44k-stereo": ["-ar", "44100", "-ac", "2", "-c:a", "aac", "-b:a", "128k",
+                            "-f", "adts"],
 }
 
 
-def run_robustness(data: Data, run_dir: Path, *, fold: int = 4) -> dict[str, Any]:
-    """Re-encode one held-out fold with real-world codecs and re-score the fold's models."""
+def run_robustness(data: Data, run_dir: Path, *, fold: int = 4, root: Path = DEFAULT_DATA_ROOT,
+                   musicnn_cache: Path | None = None) -> dict[str, Any]:
+    """Re-encode one held-out fold with real-world codecs and re-score the fold's models.
+
+    Every model of the run's fusion is refitted (or reloaded, for the CLDNN) on the other
+    folds, then scored on the original clips of ``fold`` and on each re-encoding, alone and
+    fused with the run's weights.
+    """
     import torch
 
     from mer_models.audio import load_windows
     from mer_models.features import extract_features
     from train.cldnn import Cldnn, CldnnConfig
 
-    checkpoint = torch.load(run_dir / f"cldnn_fold{fold}.pt", weights_only=True)
-    model = Cldnn(CldnnConfig.from_dict(checkpoint["config"]))
-    model.load_state_dict(checkpoint["state"])
+    fusion = json_load(run_dir / "metrics_fused.json")
+    weights: dict[str, float] = fusion["weights"]
     mask = data.folds == fold
-    x, y = data.clip_descriptors(), np.array([f"Q{i + 1}" for i in data.labels])
-    params = json_load(run_dir / "metrics_ensemble.json")["best_params"]
-    ensemble = build_ensemble().set_params(**params).fit(x[~mask], y[~mask])
-    weight = json_load(run_dir / "metrics_fused.json")["cldnn_weight"]
+    labels = data.labels[mask]
+    predictors: dict[str, Any] = {}
+    if "cldnn" in weights:
+        checkpoint = torch.load(run_dir / f"cldnn_fold{fold}.pt", weights_only=True)
+        cldnn = Cldnn(CldnnConfig.from_dict(checkpoint["config"]))
+        cldnn.load_state_dict(checkpoint["state"])
+        predictors["cldnn"] = lambda f: clip_probabilities(cldnn, np.stack(f["logmel"]))
+    if "ensemble" in weights:
+        x, y = data.clip_descriptors(), np.array([f"Q{i + 1}" for i in data.labels])
+        params = json_load(run_dir / "metrics_ensemble.json")["best_params"]
+        ensemble = build_ensemble().set_params(**params).fit(x[~mask], y[~mask])
+        predictors["ensemble"] = lambda f: ensemble.predict_proba(np.stack(f["descriptors"]))
+    embedder = None
+    if "musicnn" in weights:
+        embedder, head = _musicnn_fold_head(data, run_dir, fold, root, musicnn_cache)
+        predictors["musicnn"] = lambda f: head.predict_proba(np.stack(f["embedding"]))
     clips = [c for c, m in zip(data.clips, mask, strict=True) if m]
-    results = {}
+    results: dict[str, Any] = {}
     for name, args in {"original (48k mono mp3)": None, **CODECS}.items():
-        logmels, descriptors = [], []
+        inputs: dict[str, list[Any]] = {"logmel": [], "descriptors": [], "embedding": []}
         with tempfile.TemporaryDirectory() as tmp:
             for clip in clips:
-                path = clip.path
-                if args is not None:
-                    path = Path(tmp) / f"{clip.song_id}.{args[-1]}"
-                    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i",
-                                    str(clip.path), *args, str(path)], check=True)
-                feats = extract_features(load_windows(path, SERVING).windows, SERVING)
-                logmels.append(feats.logmel)
-                descriptors.append(clip_descriptors(feats.descriptors))
-        p_c = clip_probabilities(model, np.stack(logmels))
-        p_e = ensemble.predict_proba(np.stack(descriptors))
-        labels = data.labels[mask]
-        results[name] = {
-            "cldnn": per_fold(labels, p_c, np.zeros_like(labels))["pooled"],
-            "ensemble": per_fold(labels, p_e, np.zeros_like(labels))["pooled"],
-            "fused": per_fold(labels, fuse([p_c, p_e], [weight, 1 - weight]),
-                              np.zeros_like(labels))["pooled"],
-        }
+                path = clip.path if args is None else encode(clip.path, Path(tmp), args)
+                windows = load_windows(path, SERVING).windows
+                feats = extract_features(windows, SERVING)
+                inputs["logmel"].append(feats.logmel)
+                inputs["descriptors"].append(clip_descriptors(feats.descriptors))
+                if embedder is not None:
+                    inputs["embedding"].append(embedder.embed(windows, SERVING.sample_rate))
+        probabilities = {kind: predict(inputs) for kind, predict in predictors.items()}
+        zeros = np.zeros_like(labels)
+        results[name] = {kind: per_fold(labels, p, zeros)["pooled"]
+                         for kind, p in probabilities.items()}
+        results[name]["fused"] = per_fold(
+            labels, fuse(list(probabilities.values()), [weights[k] for k in probabilities]),
+            zeros)["pooled"]
     write_json(results, run_dir / "metrics_robustness.json")
     return results
+
+
+def encode(path: Path, folder: Path, args: list[str]) -> Path:
+    """``path`` re-encoded by ffmpeg with ``args`` (codec options, ending with the format)."""
+    out = folder / f"{path.stem}.{args[-1]}"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(path), *args,
+                    str(out)], check=True)
+    return out
+
+
+def _musicnn_fold_head(data: Data, run_dir: Path, fold: int, root: Path,
+                       cache_dir: Path | None) -> tuple[Any, Any]:
+    """The serving embedder and a musicnn head fitted on every fold but ``fold``."""
+    from sklearn.base import clone
+
+    from mer_models.musicnn import OnnxMusicnn
+    from mer_models.musicnn_head import MusicnnEmbedder
+    from train.musicnn_embed import CACHE_DIR, _heads, extract
+    from train.musicnn_head import augmented_embeddings, layout_embeddings, with_copies
+
+    metrics = json_load(run_dir / "metrics_musicnn.json")
+    layout = metrics["layout"]
+    params = next(c for c in metrics["chosen"] if c["fold"] == fold)
+    estimator, _ = _heads()[layout["head"]]
+    head = clone(estimator).set_params(**{k: v for k, v in params.items() if "__" in k})
+    cache = extract(root, cache_dir=cache_dir or CACHE_DIR, networks=tuple(metrics["extracted"]))
+    order = {sid: i for i, sid in enumerate(cache["song_ids"].tolist())}
+    song_ids = [c.song_id for c in data.clips]
+    x = layout_embeddings(cache, layout, SERVING.n_windows)[[order[s] for s in song_ids]]
+    copies = []
+    if metrics.get("augmentations"):
+        copies = list(augmented_embeddings(root, song_ids, layout, SERVING,
+                                           cache_dir=cache_dir or CACHE_DIR).values())
+    x_all, y_all, folds_all, _ = with_copies(x, data.labels, data.folds, copies)
+    head.fit(x_all[folds_all != fold], y_all[folds_all != fold])
+    networks = [OnnxMusicnn(WEIGHTS_DIR / f"{n}.json", threads=1, prefer_gpu=False)
+                for n in layout["networks"]]
+    return MusicnnEmbedder(networks, layout["patches_per_window"]), head
 
 
 def json_load(path: Path) -> Any:
@@ -310,7 +406,7 @@ def json_load(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _card_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+def card_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     keys = ("macro_f1", "accuracy", "valence_accuracy", "arousal_accuracy")
     out: dict[str, Any] = {}
     for key in keys:

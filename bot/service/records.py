@@ -49,6 +49,7 @@ def prediction_record(result: MoodResult) -> PredictionRecord:
         confidence=result.confidence,
         timeline=[{"start": w.start, "end": w.end, "quadrant": w.quadrant.value,
                    "probabilities": dict(w.probabilities)} for w in result.windows],
+        embedding=result.embedding,
         elapsed_ms=float(result.timings_ms.get("total", 0.0)))
 
 
@@ -70,4 +71,5 @@ def mood_result(row: Prediction, name: str) -> MoodResult:
     timings: dict[str, Any] = {"total": row.elapsed_ms}
     return MoodResult(input=name, probabilities=dict(row.probabilities), windows=windows,
                       models=dict(row.models), timings_ms=timings,
-                      duration=windows[-1].end if windows else 0.0)
+                      duration=windows[-1].end if windows else 0.0,
+                      embedding=list(row.embedding) if row.embedding else None)

@@ -1,0 +1,238 @@
+"""Train the shipped musicnn mood head: cross-validated, then fitted on every clip.
+
+``python -m train musicnn`` (stage of :mod:`train.__main__`) runs :func:`run_musicnn`:
+
+1. the embeddings of the 720 clips come from :func:`train.musicnn_embed.extract` (computed
+   once, then cached in ``.cache/musicnn``), pooled with the serving layout (3 windows, the
+   networks and patches per window of :data:`SERVING_LAYOUT`);
+2. out-of-fold probabilities over the five artist-disjoint folds, the regularisation chosen
+   by a grid search inside the training folds (:func:`train.musicnn_embed.cross_validate`),
+   go to ``oof_musicnn.npy`` for the fusion stage, with ``metrics_musicnn.json``;
+3. the final head is grid-searched over all five folds, refitted on every clip and written as
+   ``models/mood-4q-musicnn-<version>.skops`` with its card, beside copies of the networks'
+   ONNX files and cards (the engine loads them from the head's folder).
+
+With ``augment`` (the default of ``python -m train musicnn``), every training fold also holds
+each clip as users feed it (:data:`AUGMENTATIONS`: MP3, Opus and AAC through ffmpeg, and
+gain changes); the held-out fold is always the original clips, so the figures stay comparable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mer_models.audio import load_windows
+from mer_models.card import ModelCard, TrainingData, sha256_file
+from mer_models.config import AnalysisConfig
+from mer_models.musicnn import OnnxMusicnn
+from mer_models.musicnn_head import MusicnnEmbedder
+from train.export import library_versions
+from train.metrics import per_fold, save_confusion_png, write_json
+from train.musicnn_embed import (
+    CACHE_DIR,
+    NETWORKS,
+    WEIGHTS,
+    clip_embeddings,
+    cross_validate,
+    extract,
+)
+from train.pipeline import CODECS, card_metrics, encode
+
+logger = logging.getLogger(__name__)
+
+#: What the shipped head sees: the networks (concatenated in this order), patches per window,
+#: and the head. Chosen with the speed/accuracy table of docs/BENCHMARKS.md: MSD alone with one
+#: centred patch per window scores as well as MSD+MTT (0.724 macro-F1 each) at half the cost.
+SERVING_LAYOUT: dict[str, Any] = {"networks": ["musicnn-msd-1"], "patches_per_window": 1,
+                                  "head": "logreg"}
+#: Training-time copies of every clip: the encodings users feed the bot (ffmpeg arguments,
+#: :data:`train.pipeline.CODECS`) and level changes (dB, applied to the decoded audio).
+AUGMENTATIONS: dict[str, list[str] | float] = {**CODECS, "gain-12dB": -12.0, "gain+6dB": 6.0}
+
+
+def layout_embeddings(cache: dict[str, Any], layout: dict[str, Any],
+                      n_windows: int) -> np.ndarray:
+    """Clip embeddings (n_clips, 400 per network) of a layout, from the cached patches."""
+    keys = [name.split("-")[1] for name in layout["networks"]]  # "musicnn-msd-1" -> "msd"
+    return np.concatenate([clip_embeddings(cache[k], n_windows, layout["patches_per_window"])
+                           for k in keys], axis=1)
+
+
+def run_musicnn(labels: np.ndarray, folds: np.ndarray, song_ids: list[str], run_dir: Path,
+                *, root: Path, analysis: AnalysisConfig, training: TrainingData,
+                layout: dict[str, Any] | None = None, version: str = "1",
+                cache_dir: Path = CACHE_DIR, networks: tuple[str, ...] = NETWORKS,
+                augment: bool = True) -> dict[str, Any]:
+    """Cross-validate the head, fit the final one, write its card; return the metrics.
+
+    Parameters
+    ----------
+    labels, folds : ndarray, shape (n_clips,)
+        Quadrant index (0-3) and fold of every clip, in ``song_ids`` order.
+    song_ids : list of str
+        The clips, in the order of the other stages' out-of-fold files.
+    run_dir : path
+        The run directory (``oof_musicnn.npy``, ``metrics_musicnn.json``, ``models/``).
+    root : path
+        The data folder (``4q/splits.csv`` and the audio).
+    analysis : AnalysisConfig
+        The serving analysis settings, recorded in the card.
+    training : TrainingData
+        The card's description of the training data.
+    layout : dict, optional
+        Networks, patches per window and head (default :data:`SERVING_LAYOUT`).
+    version : str
+        Version of the written model.
+    cache_dir, networks : optional
+        Where the embeddings are cached and which networks to extract
+        (:func:`train.musicnn_embed.extract`); ``networks`` must cover the layout's.
+    augment : bool
+        Add the :data:`AUGMENTATIONS` of every training clip to the training folds.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import GridSearchCV, PredefinedSplit
+
+    from train.musicnn_embed import _heads
+
+    layout = dict(layout or SERVING_LAYOUT)
+    cache = extract(root, cache_dir=cache_dir, networks=networks)
+    order = {sid: i for i, sid in enumerate(cache["song_ids"].tolist())}
+    missing = [sid for sid in song_ids if sid not in order]
+    if missing:
+        raise ValueError(f"{len(missing)} clips have no cached embedding, e.g. {missing[:3]}")
+    x = layout_embeddings(cache, layout, analysis.n_windows)[[order[s] for s in song_ids]]
+    extra = (augmented_embeddings(root, song_ids, layout, analysis, cache_dir=cache_dir)
+             if augment else {})
+    x_all, y_all, folds_all, original = with_copies(x, labels, folds, list(extra.values()))
+    oof_all, chosen = cross_validate(x_all, y_all, folds_all, layout["head"],
+                                     test_mask=original)
+    oof = oof_all[original]
+    np.save(run_dir / "oof_musicnn.npy", oof.astype(np.float32))
+    metrics = per_fold(labels, oof, folds)
+    metrics["chosen"] = chosen
+    metrics["layout"] = layout
+    metrics["extracted"] = list(networks)
+    metrics["augmentations"] = list(extra)
+    save_confusion_png(metrics["pooled"]["confusion"], run_dir / "confusion_musicnn.png",
+                       "musicnn head, out-of-fold")
+
+    estimator, grid = _heads()[layout["head"]]
+    search = GridSearchCV(estimator, grid, scoring="f1_macro", cv=PredefinedSplit(folds_all),
+                          n_jobs=1, refit=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(x_all, np.array([f"Q{i + 1}" for i in y_all]))
+    metrics["final_params"] = search.best_params_
+    write_json(metrics, run_dir / "metrics_musicnn.json")
+    save_head(search.best_estimator_, run_dir / "models", version=version, analysis=analysis,
+              training=training, layout=layout, metrics=card_metrics(metrics))
+    logger.info("musicnn head %s: macro-F1 %.3f ± %.3f, final %s", layout,
+                metrics["macro_f1_mean"], metrics["macro_f1_std"], search.best_params_)
+    return metrics
+
+
+def with_copies(x: np.ndarray, labels: np.ndarray, folds: np.ndarray,
+                copies: list[np.ndarray]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Originals followed by each set of copies, with labels, folds and an "original" mask.
+
+    A copy keeps its clip's label and fold, so it trains only where the clip may.
+    """
+    n = len(x)
+    x_all = np.concatenate([x, *copies]) if copies else x
+    repeat = 1 + len(copies)
+    original = np.zeros(n * repeat, dtype=bool)
+    original[:n] = True
+    return x_all, np.tile(labels, repeat), np.tile(folds, repeat), original
+
+
+def augmented_embeddings(root: Path, song_ids: list[str], layout: dict[str, Any],
+                         analysis: AnalysisConfig, *, cache_dir: Path = CACHE_DIR
+                         ) -> dict[str, np.ndarray]:
+    """Serving-layout embeddings of every clip under each of :data:`AUGMENTATIONS`.
+
+    Each augmentation is computed once (ffmpeg re-encodes the clip to a temporary file, or
+    the decoded windows are scaled and clipped to [-1, 1]) and cached in ``cache_dir``, keyed
+    by the networks, the layout, the analysis settings, the augmentation and the clips.
+
+    Returns
+    -------
+    dict
+        ``{augmentation: (n_clips, embedding size)}``, rows in ``song_ids`` order.
+    """
+    from train.musicnn_embed import read_splits
+
+    paths = {row["song_id"]: Path(row["path"]) for row in read_splits(root)}
+    networks = [OnnxMusicnn(WEIGHTS / f"{name}.json", threads=1, prefer_gpu=False)
+                for name in layout["networks"]]
+    embedder = MusicnnEmbedder(networks, layout["patches_per_window"])
+    out = {}
+    for name, how in AUGMENTATIONS.items():
+        payload = {"networks": [n.card.sha256 for n in networks], "how": how,
+                   "patches": layout["patches_per_window"], "analysis": analysis.preprocessing(),
+                   "windows": analysis.n_windows, "clips": song_ids}
+        key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+        path = cache_dir / f"augment-{name}-{key}.npy"
+        if path.is_file():
+            out[name] = np.load(path)
+            continue
+        rows = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for song_id in song_ids:
+                source = paths[song_id]
+                if isinstance(how, list):
+                    source = encode(source, Path(tmp), how)
+                windows = load_windows(source, analysis).windows
+                if not isinstance(how, list):
+                    windows = np.clip(windows * 10 ** (how / 20), -1.0, 1.0)
+                rows.append(embedder.embed(windows, analysis.sample_rate))
+        out[name] = np.stack(rows).astype(np.float32)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        np.save(path, out[name])
+        logger.info("augmentation %s: %d clips embedded", name, len(rows))
+    return out
+
+
+def save_head(model: Any, directory: Path, *, version: str, analysis: AnalysisConfig,
+              training: TrainingData, layout: dict[str, Any], metrics: dict[str, Any],
+              name: str = "mood-4q-musicnn") -> Path:
+    """Write ``{name}-{version}.skops``, its card, and copies of the networks it needs."""
+    import skops.io as sio
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for network in layout["networks"]:
+        card = ModelCard.load(WEIGHTS / f"{network}.json")
+        for path in (WEIGHTS / f"{network}.json", card.artifact_path(WEIGHTS / f"{network}.json")):
+            shutil.copy2(path, directory / path.name)
+    artifact = directory / f"{name}-{version}.skops"
+    sio.dump(model, artifact, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
+    card = ModelCard(
+        name=name, version=version, kind="musicnn", artifact=artifact.name,
+        sha256=sha256_file(artifact), classes=[str(c) for c in model.classes_],
+        preprocessing=analysis.preprocessing(),
+        architecture={"embedding": {"networks": list(layout["networks"]),
+                                    "patches_per_window": layout["patches_per_window"],
+                                    "pooling": "mean and std over the clip's patches"},
+                      "head": " -> ".join(type(step).__name__ for _, step in model.steps),
+                      "params": {k: v for k, v in model.get_params().items()
+                                 if k.endswith("__C") or k.endswith("__alpha")}},
+        training=training, metrics=metrics,
+        libraries=library_versions("scikit-learn", "skops", "numpy", "onnxruntime", "librosa"),
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        notes="Head on the pretrained musicnn embedding (Pons & Serra, musicnn, 2019, ISC "
+              "licence); the networks' cards name their source wheel and its sha256.",
+    )
+    path = directory / f"{name}-{version}.json"
+    card.save(path)
+    return path
