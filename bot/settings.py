@@ -2,7 +2,8 @@
 
 Settings are grouped in sections, one per part of the application, each with its defaults
 declared here and nowhere else: :class:`EngineSettings`, :class:`SourceSettings`,
-:class:`StorageSettings`, :class:`DiscordSettings`, :class:`PlayerSettings`. Every section reads
+:class:`StorageSettings`, :class:`RecommendSettings`, :class:`DiscordSettings`,
+:class:`PlayerSettings`. Every section reads
 the same flat variables (``MER_N_WINDOWS``, ``MER_DEEZER_API_BASE``, ...), so a section is only
 a grouping in code; ``.env.example`` lists them all. Code receives the section it needs.
 """
@@ -214,6 +215,28 @@ class StorageSettings(_Section):
     sqlite_busy_timeout_ms: int = Field(default=30000, ge=0)
 
 
+class RecommendSettings(_Section):
+    """Suggestions and journeys (:mod:`bot.recommend`, through the service).
+
+    Attributes
+    ----------
+    history_window : int
+        How many of the tracks most recently played or suggested in a scope (the CLI, a
+        Discord guild, an MPD server) are not suggested again there; 0 turns the history off
+        (nothing is read or remembered). When the window would leave too few tracks, its
+        oldest tracks come back first.
+    top_up : bool
+        When the library holds fewer fitting tracks than asked, search Deezer/iTunes with
+        words of the mood and classify their previews (stored like any classified track).
+    top_up_max_previews : int
+        Most catalogue previews downloaded and classified for one request.
+    """
+
+    history_window: int = Field(default=50, ge=0)
+    top_up: bool = False
+    top_up_max_previews: int = Field(default=20, ge=1, le=200)
+
+
 class DiscordSettings(_Section):
     """The Discord bot.
 
@@ -256,7 +279,7 @@ class Settings(_Section):
     ----------
     data_dir : Path
         Where the database and caches live by default.
-    engine, sources, storage, discord, player
+    engine, sources, storage, recommend, discord, player
         The sections.
     """
 
@@ -264,6 +287,7 @@ class Settings(_Section):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     sources: SourceSettings = Field(default_factory=SourceSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    recommend: RecommendSettings = Field(default_factory=RecommendSettings)
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     player: PlayerSettings = Field(default_factory=PlayerSettings)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -96,3 +98,32 @@ def test_an_empty_library_is_one_clear_line(tmp_path: Path, tiny_models_dir: Pat
     code, _, err = _run(env, "recommend", "--mood", "calm")
     assert code == 1 and err.startswith("error: the library is empty")
     assert err.count("\n") == 1
+
+
+def test_recommend_leaves_out_what_it_suggested_before(scanned: dict[str, str],
+                                                        tmp_path: Path) -> None:
+    # A copy of the scanned library with an empty history (other tests suggested from it).
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(Path(scanned["MER_DATA_DIR"]) / "mood.db", data / "mood.db")
+    with sqlite3.connect(data / "mood.db") as db:
+        db.execute("DELETE FROM track_events")
+    env = {**scanned, "MER_DATA_DIR": str(data)}
+
+    def ids(*args: str) -> list[int]:
+        code, out, err = _run(env, "recommend", *args, "--json")
+        assert code == 0, err
+        return [p["track_id"] for p in json.loads(out)]
+
+    def events() -> int:
+        with sqlite3.connect(data / "mood.db") as db:
+            return int(db.execute("SELECT count(*) FROM track_events WHERE scope = 'cli'")
+                       .fetchone()[0])
+
+    mood = next(q for q in ("Q1", "Q2", "Q3", "Q4")
+                if len(ids("--mood", q, "-n", "12", "--no-history")) >= 2)
+    assert events() == 0  # --no-history remembers nothing
+    first, second = ids("--mood", mood, "-n", "1"), ids("--mood", mood, "-n", "1")
+    assert len(first) == len(second) == 1 and first != second
+    assert events() == 2
+    assert ids("--mood", mood, "-n", "1", "--no-history") == first  # the history is ignored

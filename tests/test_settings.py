@@ -65,6 +65,22 @@ def test_invalid_settings_are_one_line_naming_the_variable(
     assert "MER_N_WINDOWS" in message and "MER_SOURCE_ORDER" in message
 
 
+def test_recommend_settings(clean_env: pytest.MonkeyPatch) -> None:
+    defaults = Settings.load(None).recommend
+    assert (defaults.history_window, defaults.top_up, defaults.top_up_max_previews) == (
+        50, False, 20)
+    clean_env.setenv("MER_HISTORY_WINDOW", "0")
+    clean_env.setenv("MER_TOP_UP", "true")
+    settings = Settings.load(None)
+    assert (settings.recommend.history_window, settings.recommend.top_up) == (0, True)
+    clean_env.setenv("MER_HISTORY_WINDOW", "-1")
+    clean_env.setenv("MER_TOP_UP_MAX_PREVIEWS", "0")
+    with pytest.raises(SettingsError) as caught:
+        Settings.load(None)
+    assert "MER_HISTORY_WINDOW" in str(caught.value)
+    assert "MER_TOP_UP_MAX_PREVIEWS" in str(caught.value)
+
+
 def test_a_provider_without_previews_is_refused(clean_env: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="serve no previews"):
         Settings.load(None, sources={"source_order": ["deezer", "spotify"]})

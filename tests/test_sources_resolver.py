@@ -6,6 +6,7 @@ where a test does not exercise it (a real yt-dlp search would go to YouTube).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -297,6 +298,23 @@ async def test_the_same_preview_is_cached_once(world: World) -> None:
     second = await world.resolve(f"https://www.deezer.com/track/{SUNNY.deezer_id}")
     assert first.path == second.path
     assert len([p for p in world.cache_dir.rglob("*") if p.is_file()]) == 1
+
+
+async def test_a_search_result_preview_is_downloaded_without_a_second_lookup(
+        world: World) -> None:
+    async with PreviewResolver(world.config()) as resolver:
+        (found,) = await resolver.itunes.search("square waves low hum")
+        preview = await resolver.preview_of(found)
+        assert (preview.provider, preview.track) == ("itunes", found)
+        assert preview.path.read_bytes() == world.itunes.audio
+        assert preview.path.is_relative_to(world.cache_dir)
+        assert world.itunes.hits["/search"] == 1 and world.itunes.hits_under("/preview/") == 1
+        with pytest.raises(TrackNotFoundError, match="no preview for Square Waves - Low Hum"):
+            await resolver.preview_of(dataclasses.replace(found, preview_url=None))
+        world.itunes.fail("/preview/", 503, times=None)
+        with pytest.raises(SourceUnavailableError, match=r"^itunes: HTTP 503"):
+            await resolver.preview_of(found)
+    assert world.deezer.hits_under("/") == 0
 
 
 def test_config_from_settings(tmp_path: Path) -> None:

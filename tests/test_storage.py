@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -33,7 +33,7 @@ from bot.storage.migrate import (
     upgrade,
     upgrade_async,
 )
-from bot.storage.models import Base, Track, TrackSource, models_key
+from bot.storage.models import Base, Track, TrackEvent, TrackSource, models_key
 from bot.storage.store import (
     FeatureRecord,
     PredictionRecord,
@@ -44,9 +44,9 @@ from bot.storage.store import (
 )
 
 TABLES = {"tracks", "track_sources", "audio_features", "predictions", "feedback", "guilds",
-          "queue_entries", "model_versions", "retrain_jobs"}
+          "queue_entries", "model_versions", "retrain_jobs", "track_events"}
 MODELS = {"cldnn": "mood-4q-cldnn-1", "ensemble": "mood-4q-ensemble-1"}
-HEAD = "0002"
+HEAD = "0003"
 
 
 def prediction(models: dict[str, str] = MODELS, *, happy: float = 0.6) -> PredictionRecord:
@@ -114,6 +114,12 @@ def test_upgrade_downgrade_upgrade(db_url: str, tmp_path: Path) -> None:
         assert {i["name"] for i in inspector.get_indexes("tracks")} == {"ix_tracks_isrc"}
         assert {i["name"] for i in inspector.get_indexes("queue_entries")} == {
             "ix_queue_entries_guild_id_queued_at", "ix_queue_entries_track_id"}
+        assert {(i["name"], tuple(i["column_names"])) for i in inspector.get_indexes(
+            "track_events")} == {("ix_track_events_scope_at", ("scope", "at")),
+                                 ("ix_track_events_track_id", ("track_id",))}
+        (events_fk,) = inspector.get_foreign_keys("track_events")
+        assert (events_fk["referred_table"], events_fk["options"]["ondelete"]) == (
+            "tracks", "CASCADE")
         unique = {tuple(u["column_names"]) for u in inspector.get_unique_constraints(
             "predictions")}
         assert ("track_id", "models_key") in unique
@@ -286,6 +292,46 @@ async def test_feedback_one_label_per_user_and_track(engine: AsyncEngine, store:
             assert count == 0, table
 
 
+async def test_history_recent_tracks_per_scope(store: Store) -> None:
+    ids = [(await store.record_analysis(track(n), prediction())).track.id for n in range(5)]
+    start = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)
+    minute = timedelta(minutes=1)
+    await store.record_track_events("discord:1", "suggested", ids[:3], at=start)
+    await store.record_track_events("discord:1", "played", [ids[0]], at=start + minute)
+    await store.record_track_events("discord:1", "played", [ids[3]], at=start + 2 * minute)
+    await store.record_track_events("discord:2", "played", [ids[4]], at=start + 3 * minute)
+    # Most recent first, each track once at its latest event; one batch keeps its order.
+    assert await store.recent_track_ids("discord:1", 10) == [ids[3], ids[0], ids[2], ids[1]]
+    assert await store.recent_track_ids("discord:1", 2) == [ids[3], ids[0]]
+    assert await store.recent_track_ids("discord:2", 10) == [ids[4]]
+    assert await store.recent_track_ids("cli", 10) == []
+    assert await store.recent_track_ids("discord:1", 0) == []
+    await store.record_track_events("cli", "played", [])  # nothing to record: no error
+
+
+async def test_history_refuses_bad_events(store: Store) -> None:
+    first = (await store.record_analysis(track(1), prediction())).track.id
+    with pytest.raises(InvalidRecordError, match="unknown history event 'skipped'"):
+        await store.record_track_events("cli", "skipped", [first])
+    for scope in ("", "   ", "x" * 129):
+        with pytest.raises(InvalidRecordError, match="history scope"):
+            await store.record_track_events(scope, "played", [first])
+        with pytest.raises(InvalidRecordError, match="history scope"):
+            await store.recent_track_ids(scope, 5)
+    with pytest.raises(InvalidRecordError, match=">= 0"):
+        await store.recent_track_ids("cli", -1)
+    with pytest.raises(NotFoundError, match="track 999 does not exist"):
+        await store.record_track_events("cli", "played", [first, 999])
+    assert await store.recent_track_ids("cli", 5) == []  # all or nothing
+    with pytest.raises(InvalidRecordError, match="naive datetime"):
+        await store.record_track_events("cli", "played", [first], at=datetime(2026, 1, 1))
+    await store.record_track_events("cli", "played", [first])
+    async with store.sessions() as session, session.begin():  # a deleted track's history goes
+        await session.execute(sa.delete(Track).where(Track.id == first))
+    async with store.sessions() as session:
+        assert await session.scalar(sa.select(sa.func.count()).select_from(TrackEvent)) == 0
+
+
 async def test_model_registry(store: Store) -> None:
     first = await store.register_model("mood-4q-cldnn", "1", "cldnn", "a" * 64,
                                        {"f1": 0.7}, live=True)
@@ -322,6 +368,20 @@ async def test_concurrent_writes_neither_duplicate_nor_lock(engine: AsyncEngine,
 
 
 # --- migration of existing data -------------------------------------------------------------
+
+
+def test_0003_adds_the_history_and_takes_it_back(db_url: str) -> None:
+    upgrade(db_url)
+    engine = sa.create_engine(sync_url(db_url))
+    try:
+        downgrade(db_url, "0002")
+        assert set(sa.inspect(engine).get_table_names()) == (
+            TABLES - {"track_events"}) | {"alembic_version"}
+        upgrade(db_url)
+        assert "track_events" in sa.inspect(engine).get_table_names()
+        assert current_revision(db_url) == "0003"
+    finally:
+        engine.dispose()
 
 
 def test_0002_converts_existing_rows_and_back(db_url: str) -> None:

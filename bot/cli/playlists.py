@@ -15,11 +15,16 @@ from bot.cli.common import app, fail
 from bot.cli.render import MOOD_WORDS
 
 if TYPE_CHECKING:
-    from bot.service.recommendations import Pick
+    from bot.service.recommendations import Pick, Picks
 
 OutOpt = Annotated[Path | None, typer.Option("-o", "--output", help="Write a playlist: "
                                              ".m3u8, .xspf or .json (by extension).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON list.")]
+HistoryOpt = Annotated[bool, typer.Option(
+    "--history/--no-history", help="Leave out the tracks last suggested here "
+    "(MER_HISTORY_WINDOW) and remember these; --no-history: neither.")]
+#: The history scope of the command line (Discord guilds and MPD servers have their own).
+SCOPE = "cli"
 
 
 def _show(picks: list[Pick], as_json: bool, title: str) -> None:
@@ -39,13 +44,12 @@ def _show(picks: list[Pick], as_json: bool, title: str) -> None:
     common.console().print(table)
 
 
-def _finish(picks: list[Pick], wanted: int, output: Path | None) -> None:
+def _finish(picks: Picks, output: Path | None) -> None:
     from bot.service import ServiceError
     from bot.service.playlists import write_playlist
 
-    if len(picks) < wanted:
-        typer.echo(f"found {len(picks)} of {wanted}: the library holds no more that fit "
-                   "(scan or classify more tracks)", err=True)
+    if picks.note:
+        typer.echo(picks.note, err=True)
     if output is not None:
         try:
             typer.echo(f"wrote {write_playlist(picks, output)}", err=True)
@@ -63,6 +67,7 @@ def recommend(
     seed: Annotated[int, typer.Option(help="Another seed, another mix of equals.")] = 0,
     as_json: JsonOpt = False,
     output: OutOpt = None,
+    history: HistoryOpt = True,
 ) -> None:
     """Stored tracks for a mood, or like a track, each with its reason."""
     from bot.service import ServiceError
@@ -72,16 +77,17 @@ def recommend(
     target = mood if mood is not None else like
     assert target is not None
 
-    async def run() -> list[Pick]:
+    async def run() -> Picks:
         async with common.service(common.settings(), workers=1) as service:
-            return await service.recommendations.recommend(target, n, seed=seed)
+            return await service.recommendations.recommend(
+                target, n, seed=seed, scope=SCOPE if history else None)
 
     try:
         picks = asyncio.run(run())
     except ServiceError as exc:
         raise fail(str(exc)) from exc
     _show(picks, as_json, f"{len(picks)} picks: {target}")
-    _finish(picks, n, output)
+    _finish(picks, output)
 
 
 @app.command()
@@ -96,21 +102,22 @@ def journey(
     seed: Annotated[int, typer.Option(help="Another seed, another mix of equals.")] = 0,
     as_json: JsonOpt = False,
     output: OutOpt = None,
+    history: HistoryOpt = True,
 ) -> None:
     """A playlist that walks from one mood to another, one step per track."""
     from bot.service import ServiceError
 
-    async def run() -> list[Pick]:
+    async def run() -> Picks:
         async with common.service(common.settings(), workers=1) as service:
-            return await service.recommendations.journey(start, end, steps, route=route,
-                                                         seed=seed)
+            return await service.recommendations.journey(
+                start, end, steps, route=route, seed=seed, scope=SCOPE if history else None)
 
     try:
         picks = asyncio.run(run())
     except ServiceError as exc:
         raise fail(str(exc)) from exc
     _show(picks, as_json, f"journey {start} -> {end} ({route})")
-    _finish(picks, steps, output)
+    _finish(picks, output)
 
 
 @app.command()

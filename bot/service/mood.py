@@ -29,7 +29,7 @@ from bot.service.records import (
     prediction_record,
     track_record,
 )
-from bot.settings import Settings
+from bot.settings import RecommendSettings, Settings
 from bot.sources.errors import SourceError
 from bot.sources.local import LocalSource
 from bot.sources.models import Preview, Provider
@@ -93,11 +93,16 @@ class MoodService:
         The live models (their versions key the stored predictions).
     pool : WorkerPool or None
         Worker processes for classification; None classifies in a thread with ``engine``.
+    recommend : RecommendSettings, optional
+        History window and catalogue top-up of :attr:`recommendations` (default: the
+        declared defaults).
     """
 
     def __init__(self, *, store: Store, resolver: PreviewResolver, engine: MoodEngine,
-                 pool: WorkerPool | None = None) -> None:
+                 pool: WorkerPool | None = None,
+                 recommend: RecommendSettings | None = None) -> None:
         self.store = store
+        self.recommend_settings = recommend or RecommendSettings.model_construct()
         self.resolver = resolver
         self.engine = engine
         self._pool = pool
@@ -154,7 +159,8 @@ class MoodService:
         pool = WorkerPool(EngineSpec.of(engine), count) if count > 1 else None
         resolver = PreviewResolver(ResolverConfig.from_settings(
             settings, allow_local_files=allow_local_files))
-        service = cls(store=store, resolver=resolver, engine=engine, pool=pool)
+        service = cls(store=store, resolver=resolver, engine=engine, pool=pool,
+                      recommend=settings.recommend)
         service._databases.append(db)
         return service
 
@@ -183,7 +189,7 @@ class MoodService:
         """Suggestions and journeys over the stored library."""
         from bot.service.recommendations import Recommendations
 
-        return Recommendations(self)
+        return Recommendations(self, settings=self.recommend_settings)
 
     @property
     def workers(self) -> int:
@@ -208,6 +214,17 @@ class MoodService:
         mood = await self._mood_of(preview)
         return dataclasses.replace(mood, result=dataclasses.replace(mood.result,
                                                                     input=redact(query)))
+
+    async def classify_preview(self, preview: Preview) -> TrackMood:
+        """Mood of a preview already downloaded (a catalogue search result): as
+        :meth:`classify`, stored, single flight.
+
+        Raises
+        ------
+        ServiceError
+            Its audio cannot be analysed.
+        """
+        return await self._mood_of(preview)
 
     async def scan(self, directory: Path, *, progress: ScanProgress | None = None
                    ) -> ScanReport:

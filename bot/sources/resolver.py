@@ -275,6 +275,36 @@ class PreviewResolver:
         wanted = Wanted(track=track, text=None if track else parsed.value)
         return await self._fetch_in_order(wanted, self.config.sources.source_order)
 
+    async def preview_of(self, track: TrackInfo) -> Preview:
+        """Download the preview clip a search result carries (``preview_url``) into the cache.
+
+        For tracks already found by a catalogue search (Deezer, iTunes): no second lookup,
+        the clip comes from the source that listed it.
+
+        Parameters
+        ----------
+        track : TrackInfo
+            A search result with a ``preview_url``.
+
+        Returns
+        -------
+        Preview
+            Served by ``track.provider``.
+
+        Raises
+        ------
+        TrackNotFoundError
+            The track has no preview URL.
+        SourceError
+            The download failed (see :meth:`HttpClient.download`).
+        """
+        if not track.preview_url:
+            raise TrackNotFoundError(track.provider, f"no preview for {track.display_name}")
+        data = await self.http.download(track.preview_url,
+                                        max_bytes=self.config.sources.max_download_bytes,
+                                        source=track.provider)
+        return await self._store(track, Fetched(track, data), track.provider)
+
     async def _with_features(self, track: TrackInfo) -> TrackInfo:
         if self.spotify is None or track.provider != "spotify" or not track.provider_id:
             return track

@@ -28,6 +28,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
     MetaData,
     String,
     Text,
@@ -43,6 +44,9 @@ FEATURE_KINDS: Final[tuple[str, ...]] = ("descriptors", "spotify")
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 JOB_STATUSES: Final[tuple[str, ...]] = ("queued", "running", "succeeded", "failed")
 QUADRANT_VALUES: Final[tuple[str, ...]] = ("Q1", "Q2", "Q3", "Q4")
+#: What happened to a track in a listening history (``track_events.kind``).
+EventKind = Literal["played", "suggested"]
+EVENT_KINDS: Final[tuple[str, ...]] = ("played", "suggested")
 
 #: Deterministic constraint names, so that later migrations (and SQLite batch mode) can
 #: refer to them.
@@ -218,6 +222,28 @@ class Feedback(Base):
     quadrant: Mapped[str] = mapped_column(String(2))
     #: When the current label was given (a new answer replaces it).
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TrackEvent(Base):
+    """A track played or suggested in one place: the history that keeps suggestions fresh.
+
+    ``scope`` names the place, as the front-end chooses: ``cli``, ``discord:<guild id>``,
+    ``mpd:<host:port>``. Rows go with their track (``ON DELETE CASCADE``); the index on
+    (scope, at) serves "the tracks most recently seen here".
+    """
+
+    __tablename__ = "track_events"
+    __table_args__ = (
+        Index("ix_track_events_scope_at", "scope", "at"),
+        CheckConstraint(_one_of("kind", EVENT_KINDS), name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"),
+                                          index=True)
+    scope: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ModelVersion(Base):

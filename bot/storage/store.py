@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.storage.errors import InvalidRecordError, ModelConflictError, NotFoundError, StorageError
 from bot.storage.models import (
+    EVENT_KINDS,
     FEATURE_KINDS,
     QUADRANT_VALUES,
     AudioFeatures,
@@ -30,6 +32,7 @@ from bot.storage.models import (
     ModelVersion,
     Prediction,
     Track,
+    TrackEvent,
     TrackSource,
     models_key,
     utcnow,
@@ -40,6 +43,8 @@ _ATTEMPTS = 3
 _ISRC = re.compile(r"[A-Z]{2}[A-Z0-9]{3}[0-9]{7}")
 #: Features computed from the audio: they go when the audio changes.
 _AUDIO_FEATURE_KINDS = ("descriptors",)
+#: Longest history scope (``track_events.scope``).
+_MAX_SCOPE = 128
 
 
 def file_fingerprint(path: str | os.PathLike[str]) -> str:
@@ -138,6 +143,13 @@ class StoredMood:
 def _check_source(record: TrackRecord) -> None:
     if not record.provider or not record.provider_id:
         raise InvalidRecordError(f"{record.provider or '?'}: empty provider or provider id")
+
+
+def _check_scope(scope: str) -> str:
+    if not scope or not scope.strip() or len(scope) > _MAX_SCOPE:
+        raise InvalidRecordError(f"history scope {scope[:40]!r}: give 1 to {_MAX_SCOPE} "
+                                 "characters, such as 'cli' or 'discord:<guild id>'")
+    return scope
 
 
 def _check_quadrant(quadrant: str) -> str:
@@ -333,6 +345,84 @@ class Store:
         """Number of stored predictions."""
         async with self.sessions() as session:
             return await session.scalar(select(func.count()).select_from(Prediction)) or 0
+
+    # --- listening history -------------------------------------------------------------------
+
+    async def record_track_events(self, scope: str, kind: str, track_ids: Sequence[int], *,
+                                  at: datetime | None = None) -> None:
+        """Remember that tracks were played or suggested in a scope, in one transaction.
+
+        Parameters
+        ----------
+        scope : str
+            Where: ``cli``, ``discord:<guild id>``, ``mpd:<host:port>`` (1 to 128 characters).
+        kind : str
+            ``played`` or ``suggested``.
+        track_ids : sequence of int
+            The tracks, in the order they were played or suggested (later ones count as more
+            recent when they share ``at``).
+        at : datetime, optional
+            When (timezone-aware); default now.
+
+        Raises
+        ------
+        InvalidRecordError
+            Empty or too long scope, unknown kind, a naive ``at``.
+        NotFoundError
+            A track does not exist (nothing is recorded).
+        """
+        _check_scope(scope)
+        if kind not in EVENT_KINDS:
+            raise InvalidRecordError(f"unknown history event {kind!r} "
+                                     f"(one of {', '.join(EVENT_KINDS)})")
+        if at is not None and at.utcoffset() is None:
+            raise InvalidRecordError(f"naive datetime {at.isoformat()}: give a timezone-aware "
+                                     "one")
+        if not track_ids:
+            return
+        when = at or utcnow()
+        async with self.sessions() as session, session.begin():
+            known = set((await session.scalars(
+                select(Track.id).where(Track.id.in_(set(track_ids))))).all())
+            missing = sorted(set(track_ids) - known)
+            if missing:
+                raise NotFoundError(f"track {missing[0]} does not exist")
+            session.add_all(TrackEvent(track_id=t, scope=scope, kind=kind, at=when)
+                            for t in track_ids)
+
+    async def recent_track_ids(self, scope: str, limit: int) -> list[int]:
+        """The tracks most recently played or suggested in a scope, most recent first.
+
+        Parameters
+        ----------
+        scope : str
+            As given to :meth:`record_track_events`.
+        limit : int
+            Most tracks returned (a track seen several times counts once, at its latest).
+
+        Returns
+        -------
+        list of int
+            Track ids, distinct; empty when ``limit`` is 0 or nothing was recorded.
+
+        Raises
+        ------
+        InvalidRecordError
+            Empty or too long scope, negative limit.
+        """
+        _check_scope(scope)
+        if limit < 0:
+            raise InvalidRecordError(f"history limit must be >= 0, got {limit}")
+        if limit == 0:
+            return []
+        latest = func.max(TrackEvent.at)
+        query = (select(TrackEvent.track_id)
+                 .where(TrackEvent.scope == scope)
+                 .group_by(TrackEvent.track_id)
+                 .order_by(latest.desc(), func.max(TrackEvent.id).desc())
+                 .limit(limit))
+        async with self.sessions() as session:
+            return list((await session.scalars(query)).all())
 
     # --- feedback ------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import json
 import re
 import socket
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -235,12 +236,18 @@ class FakeDeezer(FakeService):
         How many of the next API answers are Deezer's quota error (code 4, HTTP 200).
     no_preview : set of int
         Deezer ids whose ``preview`` is empty.
+    catalogue : tuple of Song
+        The songs it knows (default :data:`CATALOGUE`).
+    audio_by_id : dict
+        Preview audio of some songs by Deezer id (the others get :attr:`audio`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, catalogue: Sequence[Song] = CATALOGUE) -> None:
         super().__init__()
         self.quota_errors = 0
         self.no_preview: set[int] = set()
+        self.catalogue = tuple(catalogue)
+        self.audio_by_id: dict[int, bytes] = {}
         self.audio = tone_mp3(3.0, 440.0)
         self.app.router.add_get("/search", self._search)
         self.app.router.add_get("/track/{id}", self._track)
@@ -266,14 +273,15 @@ class FakeDeezer(FakeService):
         if (quota := self._quota()) is not None:
             return quota
         query = request.query.get("q", "")
-        items = [self._item(s) for s in CATALOGUE if _matches(s, query)]
+        limit = int(request.query.get("limit", "25"))
+        items = [self._item(s) for s in self.catalogue if _matches(s, query)][:limit]
         return web.json_response({"data": items, "total": len(items)})
 
     async def _track(self, request: web.Request) -> web.Response:
         if (quota := self._quota()) is not None:
             return quota
         key = request.match_info["id"]
-        for song in CATALOGUE:
+        for song in self.catalogue:
             if key in (str(song.deezer_id), f"isrc:{song.isrc}"):
                 return web.json_response(self._item(song))
         return web.json_response({"error": {"type": "DataException", "message": "no data",
@@ -282,7 +290,8 @@ class FakeDeezer(FakeService):
     async def _preview(self, request: web.Request) -> web.Response:
         if request.query.get("hdnea") is None:
             return web.Response(status=403, text="missing token")
-        return web.Response(body=self.audio, content_type="audio/mpeg")
+        audio = self.audio_by_id.get(int(request.match_info["id"]), self.audio)
+        return web.Response(body=audio, content_type="audio/mpeg")
 
 
 # --- iTunes ---------------------------------------------------------------------------------
@@ -290,10 +299,12 @@ class FakeDeezer(FakeService):
 
 class FakeItunes(FakeService):
     """/search?term=...&media=music&entity=song (text/javascript, like Apple) and previews
-    (660 Hz)."""
+    (660 Hz, or :attr:`audio_by_id` by iTunes id) of :attr:`catalogue`."""
 
-    def __init__(self) -> None:
+    def __init__(self, catalogue: Sequence[Song] = CATALOGUE) -> None:
         super().__init__()
+        self.catalogue = tuple(catalogue)
+        self.audio_by_id: dict[int, bytes] = {}
         self.audio = tone_mp3(3.0, 660.0)
         self.app.router.add_get("/search", self._search)
         self.app.router.add_get("/preview/{id}.m4a", self._preview)
@@ -302,17 +313,19 @@ class FakeItunes(FakeService):
         assert request.query.get("media") == "music"
         assert request.query.get("entity") == "song"
         term = request.query.get("term", "")
+        limit = int(request.query.get("limit", "50"))
         results = [{
             "trackId": s.itunes_id, "trackName": s.title, "artistName": s.artist,
             "collectionName": s.album, "trackTimeMillis": s.duration_s * 1000,
             "trackViewUrl": f"https://music.apple.com/track/{s.itunes_id}",
             "previewUrl": f"{self.base}/preview/{s.itunes_id}.m4a",
-        } for s in CATALOGUE if _matches(s, term)]
+        } for s in self.catalogue if _matches(s, term)][:limit]
         return web.Response(text=json.dumps({"resultCount": len(results), "results": results}),
                             content_type="text/javascript", charset="utf-8")
 
     async def _preview(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.audio, content_type="audio/mpeg")
+        audio = self.audio_by_id.get(int(request.match_info["id"]), self.audio)
+        return web.Response(body=audio, content_type="audio/mpeg")
 
 
 # --- A file host with every fault -----------------------------------------------------------
