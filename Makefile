@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq ffmpeg; \
 	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq ffmpeg; \
 	  else echo "warning: ffmpeg missing and no root: M4A/AAC input will not decode"; fi; }
+	@command -v mpd >/dev/null 2>&1 || { \
+	  echo "installing mpd (the MPD player plugin's tests run a throwaway daemon)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq mpd; \
+	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq mpd; \
+	  else echo "warning: mpd missing and no root: the MPD tests will fail"; fi; }
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU wheel of torch, pinned: an unpinned torch pulls a multi-GB CUDA build.

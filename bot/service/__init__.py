@@ -18,6 +18,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from bot.service.errors import ServiceError, redact
+from bot.service.player import Player
 from bot.storage.models import Base, utcnow
 
 if TYPE_CHECKING:
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
     from bot.service.mood import MoodService, TrackMood
     from mer_models.result import MoodResult
 
-__all__ = ["Base", "MoodResult", "MoodService", "ScanReport", "ServiceError", "TrackMood",
-           "redact", "utcnow"]
+__all__ = ["Base", "MoodResult", "MoodService", "Player", "ScanReport", "ServiceError",
+           "TrackMood", "redact", "utcnow"]
 _LAZY = {"MoodService": "bot.service.mood", "TrackMood": "bot.service.mood",
          "ScanReport": "bot.service.library", "MoodResult": "mer_models.result"}
 
