@@ -44,6 +44,19 @@ def m3u8(picks: Sequence[Pick], folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def shared_m3u8(picks: Sequence[Pick]) -> str:
+    """M3U8 to send elsewhere (a chat attachment): streamed tracks by their URL, local files
+    relative to the folder they all share (the library's root, usually), so that no path of
+    this machine above that folder is shown."""
+    local = [Path(p.track.location).parent for p in picks
+             if p.track.provider == "local" and p.track.location]
+    try:
+        folder = Path(os.path.commonpath(local)) if local else Path(".")
+    except ValueError:  # files on several Windows drives share no folder
+        folder = Path(".")
+    return m3u8(picks, folder)
+
+
 def xspf(picks: Sequence[Pick], folder: Path) -> str:
     """XSPF 1 (XML Shareable Playlist Format)."""
     root = ET.Element("playlist", version="1", xmlns="http://xspf.org/ns/0/")

@@ -1,0 +1,207 @@
+"""The bot: :class:`MoodBot`, its command tree, the extensions it loads, and the queue hook.
+
+The service is created outside the bot and handed to it (as discord.py's advanced start-up
+example hands over a database pool); ``setup_hook`` loads the cogs as extensions and never
+syncs the command tree: publishing commands is rate-limited and only needed when they
+change, so the owner does it with ``@bot sync`` or ``mer bot sync``.
+
+A bot built without a service can list and sync its commands but not run them
+(``mer bot commands``, ``mer bot sync``): the cogs read the service only when a command runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.discord import errors
+
+if TYPE_CHECKING:
+    from bot.service import MoodService
+    from bot.service.tracks import StoredTracks
+
+logger = logging.getLogger(__name__)
+
+#: The cogs ``setup_hook`` loads, in order. The queue (``bot.discord.cogs.queue``) and the
+#: admin group (``bot.discord.cogs.admin``) join this list when they are written.
+EXTENSIONS: Final[tuple[str, ...]] = (
+    "bot.discord.cogs.owner",
+    "bot.discord.cogs.mood",
+)
+#: The name of the cog that owns the guild queues (see :class:`TrackQueue`).
+QUEUE_COG: Final = "Queue"
+#: Where ``sync`` publishes: everywhere, to one guild at once (for testing), or nowhere in
+#: one guild (undoing ``here``).
+SyncTarget = Literal["global", "here", "clear"]
+
+
+@runtime_checkable
+class TrackQueue(Protocol):
+    """What the mood commands need from the queue cog (registered as :data:`QUEUE_COG`).
+
+    Until a cog of that name implements this, "Add to queue" and "Queue all" say that the
+    queue is not available and ``/mood now`` that nothing is playing.
+    """
+
+    async def enqueue(self, guild_id: int, user_id: int, track_ids: Sequence[int]) -> str:
+        """Queue stored tracks in a guild for a user; returns the line to show them.
+
+        Raises
+        ------
+        ServiceError
+            The tracks cannot be queued (the message says why).
+        """
+        ...
+
+    async def now_playing(self, guild_id: int) -> int | None:
+        """The stored track playing (or next) in a guild; None when nothing is."""
+        ...
+
+
+class MoodTree(app_commands.CommandTree["MoodBot"]):
+    """The command tree, whose error handler is the fallback of every cog's own."""
+
+    async def on_error(self, interaction: discord.Interaction[MoodBot],
+                       error: app_commands.AppCommandError, /) -> None:
+        """Tell the user in one short ephemeral line; log the traceback of a bug.
+
+        A cog's ``cog_app_command_error`` that answered already marks the interaction
+        (:data:`bot.discord.errors.ANSWERED`), and is not answered twice.
+        """
+        if interaction.extras.get(errors.ANSWERED):
+            return
+        command = interaction.command
+        where = f"/{command.qualified_name}" if command is not None else "a command"
+        await errors.report(interaction, error, where=where)
+
+
+class MoodBot(commands.AutoShardedBot):
+    """The mood bot: slash commands under ``/mood`` (and the cogs that join them).
+
+    Parameters
+    ----------
+    service : MoodService or None
+        The service, created and closed by the caller; None: a bot that only lists or syncs
+        its commands.
+    extensions : sequence of str
+        Extensions ``setup_hook`` loads (default :data:`EXTENSIONS`).
+    **options
+        Passed to :class:`discord.ext.commands.AutoShardedBot` (``owner_ids``, ...).
+
+    Notes
+    -----
+    No privileged intent is needed: slash commands arrive as interactions, and the owner's
+    text command ``sync`` is addressed by mentioning the bot, whose message content Discord
+    always delivers.
+    """
+
+    def __init__(self, service: MoodService | None, *,
+                 extensions: Sequence[str] = EXTENSIONS, **options: Any) -> None:
+        options.setdefault("intents", discord.Intents.default())
+        options.setdefault("allowed_mentions", discord.AllowedMentions.none())
+        super().__init__(command_prefix=commands.when_mentioned, tree_cls=MoodTree,
+                         help_command=None, **options)
+        self._service = service
+        self._tracks: StoredTracks | None = None
+        self.initial_extensions = tuple(extensions)
+
+    async def setup_hook(self) -> None:
+        """Load the extensions; the command tree is not synced here (see ``sync``)."""
+        for extension in self.initial_extensions:
+            await self.load_extension(extension)
+        logger.info("loaded %s; %d slash commands ready (not synced)",
+                    ", ".join(self.initial_extensions), len(self.tree.get_commands()))
+
+    @property
+    def service(self) -> MoodService:
+        """The service the commands call.
+
+        Raises
+        ------
+        RuntimeError
+            The bot was built without one (to list or sync commands).
+        """
+        if self._service is None:
+            raise RuntimeError("this bot was built without a service: it can list and sync "
+                               "its commands, not run them")
+        return self._service
+
+    @property
+    def tracks(self) -> StoredTracks:
+        """The stored library as pickers need it (search, stored moods, feedback)."""
+        if self._tracks is None:
+            from bot.service.tracks import StoredTracks
+
+            self._tracks = StoredTracks(self.service)
+        return self._tracks
+
+    def track_queue(self) -> TrackQueue | None:
+        """The queue cog, when one is loaded and implements :class:`TrackQueue`."""
+        cog = self.get_cog(QUEUE_COG)
+        return cog if isinstance(cog, TrackQueue) else None
+
+
+def history_scope(interaction: discord.Interaction[Any]) -> str:
+    """Where an interaction's music is heard, for the listening history:
+    ``discord:<guild id>``, or ``discord:dm:<user id>`` in direct messages."""
+    if interaction.guild_id is not None:
+        return f"discord:{interaction.guild_id}"
+    return f"discord:dm:{interaction.user.id}"
+
+
+def command_payloads(tree: app_commands.CommandTree[Any]) -> list[dict[str, Any]]:
+    """The commands exactly as :meth:`CommandTree.sync` would publish them globally.
+
+    Each is the payload of ``to_dict``: name, description, options (with their choices and
+    autocomplete flags), ``default_member_permissions``, contexts.
+    """
+    return [command.to_dict(tree) for command in tree.get_commands()]
+
+
+async def offline_payloads(extensions: Sequence[str] = EXTENSIONS) -> list[dict[str, Any]]:
+    """Build the bot without a service or a connection, and give :func:`command_payloads`."""
+    async with MoodBot(None, extensions=extensions) as bot:
+        await bot.setup_hook()
+        return command_payloads(bot.tree)
+
+
+async def sync_tree(tree: app_commands.CommandTree[Any], target: SyncTarget,
+                    guild: discord.abc.Snowflake | None = None) -> list[app_commands.AppCommand]:
+    """Publish the commands.
+
+    Parameters
+    ----------
+    tree : CommandTree
+        The bot's tree (its client must be logged in).
+    target : {"global", "here", "clear"}
+        ``global``: every guild (the normal case); ``here``: copy them to ``guild`` only,
+        where they appear at once (for testing); ``clear``: remove ``guild``'s own copies.
+    guild : Snowflake, optional
+        The guild, for ``here`` and ``clear``.
+
+    Returns
+    -------
+    list of AppCommand
+        What Discord now has for that target.
+
+    Raises
+    ------
+    ValueError
+        ``here`` or ``clear`` without a guild.
+    discord.HTTPException
+        Discord refused.
+    """
+    if target == "global":
+        return await tree.sync()
+    if guild is None:
+        raise ValueError(f"sync {target}: name a guild")
+    if target == "here":
+        tree.copy_global_to(guild=guild)
+    else:
+        tree.clear_commands(guild=guild)
+    return await tree.sync(guild=guild)
