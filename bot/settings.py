@@ -263,6 +263,9 @@ class PlayerSettings(_Section):
         MPD password; never logged.
     mpd_music_root : Path or None
         MPD's music directory on this machine (song URIs are relative to it).
+    mpd_autodj_next : bool
+        ``mer listen --mode autodj`` adds its tracks right after the current one (``addid URI
+        +0``) instead of at the end of the queue.
     """
 
     _optional = ("mpd_password", "mpd_music_root")
@@ -270,6 +273,7 @@ class PlayerSettings(_Section):
     mpd_port: int = Field(default=6600, ge=1, le=65535)
     mpd_password: SecretStr | None = None
     mpd_music_root: Path | None = None
+    mpd_autodj_next: bool = False
 
 
 class Settings(_Section):

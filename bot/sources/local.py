@@ -35,7 +35,7 @@ class LocalSource:
     name = SOURCE
 
     def info(self, path: str | Path) -> TrackInfo:
-        """Metadata of a local file: ``"Artist - Title.ext"`` names are split.
+        """Metadata of a local file: its tags, else ``"Artist - Title.ext"`` names split.
 
         Parameters
         ----------
@@ -45,8 +45,9 @@ class LocalSource:
         Returns
         -------
         TrackInfo
-            Title (and artist) from the file name, the duration when libsndfile reads the
-            header, ``provider_id`` the absolute path.
+            Title and artist from the file's tags when libsndfile reads them (FLAC, Ogg,
+            WAV), else from the file name; the duration when libsndfile reads the header;
+            ``provider_id`` the absolute path.
 
         Raises
         ------
@@ -72,10 +73,15 @@ class LocalSource:
         if " - " in file.stem:
             artist, title = (part.strip() for part in file.stem.split(" - ", 1))
         try:
-            with quiet_stderr():  # libmpg123 prints resync notes on damaged files
-                duration: float | None = float(sf.info(str(file)).duration)
+            with quiet_stderr(), sf.SoundFile(str(file)) as sound:  # libmpg123 prints resync
+                duration: float | None = sound.frames / sound.samplerate  # notes on damage
+                tagged_artist, tagged_title = (sound.artist or "").strip(), (
+                    sound.title or "").strip()
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
             duration = None  # not a libsndfile format (m4a ...): not worth an ffmpeg run
+        else:
+            if tagged_title:  # tags (FLAC, Ogg, WAV INFO) say better than the file name
+                artist, title = tagged_artist or artist, tagged_title
         resolved = file.resolve()
         return TrackInfo(title=title, artist=artist, duration_s=duration, provider=SOURCE,
                          provider_id=str(resolved), url=resolved.as_uri())
