@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from mer_models.config import AnalysisConfig
+from tests.fakes.discord_fixtures import bot, library_db, service  # noqa: F401  (fixtures)
 from tests.fakes.mpd import mpd_daemon, mpd_server  # noqa: F401  (fixtures: a real MPD)
 from tests.synth import SR, chord, clicks, mood_clip
 

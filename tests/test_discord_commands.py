@@ -13,7 +13,6 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,27 +26,7 @@ from bot.discord.errors import GENERIC
 from bot.service import MoodService
 from bot.storage.models import TrackEvent
 from mer_models.moods import MOOD_NAMES, QUADRANTS
-from tests.fakes.interactions import GUILD_ID, FakeInteraction, Sent, invoke, log_in
-from tests.fakes.moodlib import build_library, open_service
-
-
-@pytest.fixture(scope="module")
-def library_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_library(tmp_path_factory.mktemp("library") / "template.db")
-
-
-@pytest.fixture
-async def service(library_db: Path, tmp_path: Path) -> AsyncIterator[MoodService]:
-    async with open_service(library_db, tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def bot(service: MoodService) -> AsyncIterator[MoodBot]:
-    async with MoodBot(service) as mood_bot:
-        log_in(mood_bot)
-        await mood_bot.setup_hook()
-        yield mood_bot
+from tests.fakes.interactions import GUILD_ID, FakeInteraction, Sent, invoke
 
 
 def _payload(payloads: list[dict[str, Any]], name: str) -> dict[str, Any]:

@@ -4,9 +4,7 @@ service over a SQLite copy of a small stored library."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -15,18 +13,7 @@ from bot.service.playlists import shared_m3u8
 from bot.service.recommendations import Pick
 from bot.service.tracks import StoredTracks, parse_ref, track_ref
 from bot.storage.store import StoredMood
-from tests.fakes.moodlib import SONGS, VERSIONS, build_library, open_service
-
-
-@pytest.fixture(scope="module")
-def library_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_library(tmp_path_factory.mktemp("library") / "template.db")
-
-
-@pytest.fixture
-async def service(library_db: Path, tmp_path: Path) -> AsyncIterator[MoodService]:
-    async with open_service(library_db, tmp_path) as opened:
-        yield opened
+from tests.fakes.moodlib import SONGS, VERSIONS
 
 
 @pytest.fixture

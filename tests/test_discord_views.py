@@ -8,8 +8,7 @@ are read back from the feedback table of a real service on a SQLite copy of a sm
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 from discord.ext import commands
@@ -20,27 +19,8 @@ from bot.discord.cogs.mood.views import NO_QUEUE, PicksView, TrackView, WrongMoo
 from bot.discord.errors import GENERIC
 from bot.service import MoodService, ServiceError
 from bot.storage.models import Feedback
-from tests.fakes.interactions import GUILD_ID, FakeInteraction, click, invoke, log_in
-from tests.fakes.moodlib import MUSIC, build_library, open_service
-
-
-@pytest.fixture(scope="module")
-def library_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_library(tmp_path_factory.mktemp("library") / "template.db")
-
-
-@pytest.fixture
-async def service(library_db: Path, tmp_path: Path) -> AsyncIterator[MoodService]:
-    async with open_service(library_db, tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def bot(service: MoodService) -> AsyncIterator[MoodBot]:
-    async with MoodBot(service) as mood_bot:
-        log_in(mood_bot)
-        await mood_bot.setup_hook()
-        yield mood_bot
+from tests.fakes.interactions import GUILD_ID, FakeInteraction, click, invoke
+from tests.fakes.moodlib import MUSIC
 
 
 class FakeQueue(commands.Cog, name=QUEUE_COG):
