@@ -106,14 +106,8 @@ def run_musicnn(labels: np.ndarray, folds: np.ndarray, song_ids: list[str], run_
     from train.musicnn_embed import _heads
 
     layout = dict(layout or SERVING_LAYOUT)
-    cache = extract(root, cache_dir=cache_dir, networks=networks)
-    order = {sid: i for i, sid in enumerate(cache["song_ids"].tolist())}
-    missing = [sid for sid in song_ids if sid not in order]
-    if missing:
-        raise ValueError(f"{len(missing)} clips have no cached embedding, e.g. {missing[:3]}")
-    x = layout_embeddings(cache, layout, analysis.n_windows)[[order[s] for s in song_ids]]
-    extra = (augmented_embeddings(root, song_ids, layout, analysis, cache_dir=cache_dir)
-             if augment else {})
+    x, extra = training_embeddings(root, song_ids, layout, analysis, cache_dir=cache_dir,
+                                   networks=networks, augment=augment)
     x_all, y_all, folds_all, original = with_copies(x, labels, folds, list(extra.values()))
     oof_all, chosen = cross_validate(x_all, y_all, folds_all, layout["head"],
                                      test_mask=original)
@@ -140,6 +134,34 @@ def run_musicnn(labels: np.ndarray, folds: np.ndarray, song_ids: list[str], run_
     logger.info("musicnn head %s: macro-F1 %.3f ± %.3f, final %s", layout,
                 metrics["macro_f1_mean"], metrics["macro_f1_std"], search.best_params_)
     return metrics
+
+
+def training_embeddings(root: Path, song_ids: list[str], layout: dict[str, Any],
+                        analysis: AnalysisConfig, *, cache_dir: Path = CACHE_DIR,
+                        networks: tuple[str, ...] = NETWORKS, augment: bool = False
+                        ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The clips' embeddings in ``song_ids`` order, and their augmented copies if asked.
+
+    Returns
+    -------
+    tuple
+        ``(n_clips, size)`` embeddings of the original clips, and ``{augmentation: (n_clips,
+        size)}`` (empty without ``augment``).
+
+    Raises
+    ------
+    ValueError
+        A clip has no cached embedding.
+    """
+    cache = extract(root, cache_dir=cache_dir, networks=networks)
+    order = {sid: i for i, sid in enumerate(cache["song_ids"].tolist())}
+    missing = [sid for sid in song_ids if sid not in order]
+    if missing:
+        raise ValueError(f"{len(missing)} clips have no cached embedding, e.g. {missing[:3]}")
+    x = layout_embeddings(cache, layout, analysis.n_windows)[[order[s] for s in song_ids]]
+    extra = (augmented_embeddings(root, song_ids, layout, analysis, cache_dir=cache_dir)
+             if augment else {})
+    return x, extra
 
 
 def with_copies(x: np.ndarray, labels: np.ndarray, folds: np.ndarray,

@@ -376,22 +376,18 @@ def _musicnn_fold_head(data: Data, run_dir: Path, fold: int, root: Path,
 
     from mer_models.musicnn import OnnxMusicnn
     from mer_models.musicnn_head import MusicnnEmbedder
-    from train.musicnn_embed import CACHE_DIR, _heads, extract
-    from train.musicnn_head import augmented_embeddings, layout_embeddings, with_copies
+    from train.musicnn_embed import CACHE_DIR, _heads
+    from train.musicnn_head import training_embeddings, with_copies
 
     metrics = json_load(run_dir / "metrics_musicnn.json")
     layout = metrics["layout"]
     params = next(c for c in metrics["chosen"] if c["fold"] == fold)
     estimator, _ = _heads()[layout["head"]]
     head = clone(estimator).set_params(**{k: v for k, v in params.items() if "__" in k})
-    cache = extract(root, cache_dir=cache_dir or CACHE_DIR, networks=tuple(metrics["extracted"]))
-    order = {sid: i for i, sid in enumerate(cache["song_ids"].tolist())}
-    song_ids = [c.song_id for c in data.clips]
-    x = layout_embeddings(cache, layout, SERVING.n_windows)[[order[s] for s in song_ids]]
-    copies = []
-    if metrics.get("augmentations"):
-        copies = list(augmented_embeddings(root, song_ids, layout, SERVING,
-                                           cache_dir=cache_dir or CACHE_DIR).values())
+    x, extra = training_embeddings(
+        root, [c.song_id for c in data.clips], layout, SERVING, cache_dir=cache_dir or CACHE_DIR,
+        networks=tuple(metrics["extracted"]), augment=bool(metrics.get("augmentations")))
+    copies = list(extra.values())
     x_all, y_all, folds_all, _ = with_copies(x, data.labels, data.folds, copies)
     head.fit(x_all[folds_all != fold], y_all[folds_all != fold])
     networks = [OnnxMusicnn(WEIGHTS_DIR / f"{n}.json", threads=1, prefer_gpu=False)
