@@ -22,6 +22,7 @@ from discord.ext import commands
 from bot.discord import errors
 
 if TYPE_CHECKING:
+    from bot.discord.guilds import GuildSettings
     from bot.service import MoodService
     from bot.service.tracks import StoredTracks
 
@@ -108,6 +109,7 @@ class MoodBot(commands.AutoShardedBot):
                          help_command=None, **options)
         self._service = service
         self._tracks: StoredTracks | None = None
+        self._guilds: GuildSettings | None = None
         self.initial_extensions = tuple(extensions)
 
     async def setup_hook(self) -> None:
@@ -139,6 +141,15 @@ class MoodBot(commands.AutoShardedBot):
 
             self._tracks = StoredTracks(self.service)
         return self._tracks
+
+    @property
+    def guilds(self) -> GuildSettings:
+        """Each guild's settings (suggestion channel, auto-suggest, auto-DJ, companion)."""
+        if self._guilds is None:
+            from bot.discord.guilds import GuildSettings
+
+            self._guilds = GuildSettings(self.service)
+        return self._guilds
 
     def track_queue(self) -> TrackQueue | None:
         """The queue cog, when one is loaded and implements :class:`TrackQueue`."""
