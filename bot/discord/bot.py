@@ -143,7 +143,7 @@ class MoodBot(commands.AutoShardedBot):
         return self._tracks
 
     @property
-    def guilds(self) -> GuildSettings:
+    def guild_settings(self) -> GuildSettings:
         """Each guild's settings (suggestion channel, auto-suggest, auto-DJ, companion)."""
         if self._guilds is None:
             from bot.discord.guilds import GuildSettings
