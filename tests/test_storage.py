@@ -46,7 +46,7 @@ from bot.storage.store import (
 TABLES = {"tracks", "track_sources", "audio_features", "predictions", "feedback", "guilds",
           "queue_entries", "model_versions", "retrain_jobs", "track_events"}
 MODELS = {"cldnn": "mood-4q-cldnn-1", "ensemble": "mood-4q-ensemble-1"}
-HEAD = "0003"
+HEAD = "0004"
 
 
 def prediction(models: dict[str, str] = MODELS, *, happy: float = 0.6) -> PredictionRecord:
@@ -113,7 +113,8 @@ def test_upgrade_downgrade_upgrade(db_url: str, tmp_path: Path) -> None:
         assert set(inspector.get_table_names()) == TABLES | {"alembic_version"}
         assert {i["name"] for i in inspector.get_indexes("tracks")} == {"ix_tracks_isrc"}
         assert {i["name"] for i in inspector.get_indexes("queue_entries")} == {
-            "ix_queue_entries_guild_id_queued_at", "ix_queue_entries_track_id"}
+            "ix_queue_entries_guild_id_queued_at", "ix_queue_entries_track_id",
+            "ix_queue_entries_guild_id_state_id"}
         assert {(i["name"], tuple(i["column_names"])) for i in inspector.get_indexes(
             "track_events")} == {("ix_track_events_scope_at", ("scope", "at")),
                                  ("ix_track_events_track_id", ("track_id",))}
@@ -379,7 +380,34 @@ def test_0003_adds_the_history_and_takes_it_back(db_url: str) -> None:
             TABLES - {"track_events"}) | {"alembic_version"}
         upgrade(db_url)
         assert "track_events" in sa.inspect(engine).get_table_names()
-        assert current_revision(db_url) == "0003"
+        assert current_revision(db_url) == HEAD
+    finally:
+        engine.dispose()
+
+
+def test_0004_gives_old_queue_entries_a_state_and_takes_it_back(db_url: str) -> None:
+    upgrade(db_url, "0003")
+    engine = sa.create_engine(sync_url(db_url))
+    now = "2026-11-20 10:00:00.000000"
+    try:
+        with engine.begin() as c:
+            c.execute(sa.text("INSERT INTO tracks (id, title, created_at) VALUES (1, 'x', :t)"),
+                      {"t": now})
+            c.execute(sa.text("INSERT INTO guilds (id, settings, created_at, updated_at) "
+                              "VALUES ('7', '{}', :t, :t)"), {"t": now})
+            c.execute(sa.text("INSERT INTO queue_entries (guild_id, track_id, requested_by, "
+                              "queued_at) VALUES ('7', 1, 'u', :t)"), {"t": now})
+        upgrade(db_url)
+        with engine.begin() as c:
+            assert c.execute(sa.text("SELECT state, started_at FROM queue_entries")).one() == (
+                "played", None)  # an old entry must not wake up as a queue
+            with pytest.raises(sa.exc.IntegrityError):
+                c.execute(sa.text("UPDATE queue_entries SET state = 'lost'"))
+        downgrade(db_url, "0003")
+        columns = {c["name"] for c in sa.inspect(engine).get_columns("queue_entries")}
+        assert "state" not in columns and "requested_by" in columns
+        with engine.begin() as c:
+            assert c.execute(sa.text("SELECT count(*) FROM queue_entries")).scalar() == 1
     finally:
         engine.dispose()
 
