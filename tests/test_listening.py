@@ -35,6 +35,7 @@ from bot.service.player import (
     OutsideMusicRoot,
     PlayerUnavailable,
     QueuedTrack,
+    local_pick,
 )
 from bot.service.recommendations import Pick, Picks
 from bot.settings import Settings
@@ -115,6 +116,9 @@ class FakePlayer:
         start = 0 if self.index is None else self.index + 1
         rest = self.queue[start:]
         return rest if limit is None else rest[:limit]
+
+    def playable(self, pick: Pick) -> Path | None:
+        return local_pick(pick)
 
     async def add(self, track: str | Path, after_current: bool = False) -> int:
         self._check()

@@ -37,8 +37,12 @@ from bot.service.player import (
     PlayerError,
     PlayerUnavailable,
     QueuedTrack,
+    local_pick,
 )
 from bot.settings import PlayerSettings
+
+if TYPE_CHECKING:
+    from bot.service.recommendations import Pick
 
 logger = logging.getLogger(__name__)
 
@@ -331,6 +335,10 @@ class MpdPlayer:
             return []
         songs = await self._call("playlistinfo", f"{start}:{end}")
         return await self._tracks(songs)
+
+    def playable(self, pick: Pick) -> Path | None:
+        """A recommended track's local file (MPD queues files under its music root)."""
+        return local_pick(pick)
 
     async def add(self, track: str | Path, after_current: bool = False) -> int:
         """Queue a track, right after the current one (``addid URI +0``) or at the end.

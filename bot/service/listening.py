@@ -36,7 +36,6 @@ import logging
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from bot.recommend import Candidate, RecommendError, quadrant_of
@@ -128,6 +127,9 @@ class ListenConfig:
         ``journey``: the target mood (``happy``, ``calm``, ``Q3``, ...).
     steps : int
         ``journey``: tracks in the journey, the target included.
+    suggest : bool
+        Suggest when a track starts whatever the mode (the Discord queue does it with
+        auto-DJ on); the ``suggest`` mode always does.
     """
 
     mode: Mode = "annotate"
@@ -137,6 +139,7 @@ class ListenConfig:
     suggestions: int = 3
     to: str | None = None
     steps: int = 8
+    suggest: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -343,9 +346,9 @@ class Listener:
                    track=current, mood=mood)
         if mood is None:
             return
-        if self.config.mode == "suggest":
+        if self.config.mode == "suggest" or self.config.suggest:
             await self._suggest(current, mood)
-        elif self.config.mode == "journey":
+        if self.config.mode == "journey":
             await self._journey_step(current, mood)
 
     # --- listen-ahead --------------------------------------------------------------------
@@ -359,8 +362,7 @@ class Listener:
         if track.uri in self._failed:
             return None
         try:
-            path = track.local_file()
-            mood = await self.service.classify(str(path))
+            mood = await self.service.classify(track.classify_query())
         except NoLocalFile as exc:
             self._fail(track, f"cannot classify {track_label(track)}: {exc}")
             return None
@@ -437,7 +439,7 @@ class Listener:
             artist = _artist_key(pick.track.artist)
             if pick.track.track_id in queued_ids or (artist and artists[artist] >= cap):
                 continue
-            path = _playable(pick)
+            path = self.player.playable(pick)
             if path is None:
                 continue
             try:
@@ -488,7 +490,7 @@ class Listener:
                                + (f" ({picks.note})" if picks.note else ""))
         while plan.steps:
             pick = plan.steps.pop(0)
-            path = _playable(pick)
+            path = self.player.playable(pick)
             if path is None:
                 continue
             try:
@@ -545,10 +547,3 @@ def _candidate(mood: TrackMood) -> Candidate:
 def _artist_key(artist: str | None) -> str:
     return (artist or "").strip().casefold()
 
-
-def _playable(pick: Pick) -> Path | None:
-    """The local file of a pick (None: a catalogue track, which a player cannot queue)."""
-    stored = pick.track
-    if stored.provider != "local" or not stored.location:
-        return None
-    return Path(stored.location)

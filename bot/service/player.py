@@ -12,9 +12,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from bot.service.errors import ServiceError
+
+if TYPE_CHECKING:
+    from bot.service.recommendations import Pick
 
 #: The change events a player reports: the playback state or current track (``player``),
 #: the queue (``playlist``), the music library (``database``).
@@ -77,6 +80,10 @@ class QueuedTrack:
         Its local file, resolved under the music root; None when there is none.
     no_file_reason : str or None
         Why ``path`` is None (one line); None when ``path`` is set.
+    ref : str or None
+        A stored track's reference (``track:<id>``) when the player queues tracks of the
+        library rather than files (the Discord queue); the service classifies it instead of
+        ``path``.
     """
 
     song_id: int
@@ -87,6 +94,17 @@ class QueuedTrack:
     duration_s: float | None
     path: Path | None
     no_file_reason: str | None = None
+    ref: str | None = None
+
+    def classify_query(self) -> str:
+        """What the service classifies for this track: its stored reference, else its file.
+
+        Raises
+        ------
+        NoLocalFile
+            Neither a reference nor a local file.
+        """
+        return self.ref if self.ref is not None else str(self.local_file())
 
     def local_file(self) -> Path:
         """The track's local file.
@@ -168,6 +186,14 @@ class Player(Protocol):
         """
         ...
 
+    def playable(self, pick: Pick) -> str | Path | None:
+        """What :meth:`add` takes to queue a recommended track; None when it cannot.
+
+        A player of files answers the pick's local file (:func:`local_pick`); the Discord
+        queue, which plays any stored track, its reference.
+        """
+        ...
+
     def events(self) -> AsyncIterator[frozenset[str]]:
         """The player's changes, as sets of :data:`SUBSYSTEMS` names, until it is closed.
 
@@ -176,3 +202,22 @@ class Player(Protocol):
         reported, since anything may have changed meanwhile.
         """
         ...
+
+
+def local_pick(pick: Pick) -> Path | None:
+    """The local file of a recommended track (None: a catalogue track, not a file).
+
+    Parameters
+    ----------
+    pick : Pick
+        A recommendation.
+
+    Returns
+    -------
+    Path or None
+        The file a player of local files can queue.
+    """
+    stored = pick.track
+    if stored.provider != "local" or not stored.location:
+        return None
+    return Path(stored.location)
