@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.discord.bot import MoodBot, command_payloads, offline_payloads
+from bot.discord.bot import QUEUE_COG, MoodBot, command_payloads, offline_payloads
 from bot.discord.errors import GENERIC
 from bot.service import MoodService
 from bot.storage.models import TrackEvent
@@ -45,9 +45,10 @@ def _replies(interaction: FakeInteraction) -> list[Sent]:
 # --- the command tree as it would be published -------------------------------------------------
 
 
-async def test_the_tree_publishes_one_mood_group_with_typed_options() -> None:
+async def test_the_tree_publishes_the_mood_group_with_typed_options() -> None:
     payloads = await offline_payloads()
-    assert [p["name"] for p in payloads] == ["mood"]
+    names = [p["name"] for p in payloads]
+    assert names[:2] == ["mood", "queue"]  # the admin group follows (tests/test_discord_admin)
     mood = payloads[0]
     assert mood["default_member_permissions"] is None  # everyone may ask how a song feels
     assert [o["name"] for o in mood["options"]] == ["track", "now", "recommend", "journey",
@@ -222,7 +223,7 @@ async def test_recommend_a_mood_lists_picks_and_remembers_them_for_the_guild(
     assert sorted(name for name in ("Still Water", "Slow Morning")
                   if name in "".join(lines)) == ["Slow Morning", "Still Water"]
     assert type(reply.view).__name__ == "PicksView"
-    assert reply.view.queue_all.disabled and not reply.view.export.disabled
+    assert not reply.view.queue_all.disabled and not reply.view.export.disabled
     async with service.store.sessions() as session:
         remembered = await session.scalar(select(func.count()).select_from(TrackEvent).where(
             TrackEvent.scope == f"discord:{GUILD_ID}"))
@@ -276,6 +277,7 @@ async def test_stats_falls_back_to_the_library_then_shows_the_guild(bot: MoodBot
 
 
 async def test_now_says_nothing_plays_until_there_is_a_queue(bot: MoodBot) -> None:
+    await bot.remove_cog(QUEUE_COG)
     interaction = FakeInteraction.slash(bot, "mood now")
     await invoke(bot.tree, interaction)
     (reply,) = interaction.sent

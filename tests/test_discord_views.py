@@ -94,6 +94,7 @@ async def test_similar_defers_and_lists_tracks_like_this_one(bot: MoodBot) -> No
 
 
 async def test_queue_buttons_say_so_until_a_queue_exists(bot: MoodBot) -> None:
+    await bot.remove_cog(QUEUE_COG)
     view = await _track_view(bot, 1)
     press = await click(view, view.add_to_queue)
     (reply,) = press.sent
@@ -105,6 +106,7 @@ async def test_queue_buttons_say_so_until_a_queue_exists(bot: MoodBot) -> None:
 
 async def test_queue_buttons_and_now_use_the_queue_cog(bot: MoodBot) -> None:
     queue = FakeQueue(playing=5)
+    await bot.remove_cog(QUEUE_COG)  # the real one: tests/test_discord_queue.py
     await bot.add_cog(queue)
     view = await _track_view(bot, 1)
     press = await click(view, view.add_to_queue, user_id=21)

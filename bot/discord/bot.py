@@ -28,11 +28,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: The cogs ``setup_hook`` loads, in order. The queue (``bot.discord.cogs.queue``) and the
-#: admin group (``bot.discord.cogs.admin``) join this list when they are written.
+#: The cogs ``setup_hook`` loads, in order.
 EXTENSIONS: Final[tuple[str, ...]] = (
     "bot.discord.cogs.owner",
     "bot.discord.cogs.mood",
+    "bot.discord.cogs.queue",
 )
 #: The name of the cog that owns the guild queues (see :class:`TrackQueue`).
 QUEUE_COG: Final = "Queue"
@@ -132,6 +132,11 @@ class MoodBot(commands.AutoShardedBot):
             raise RuntimeError("this bot was built without a service: it can list and sync "
                                "its commands, not run them")
         return self._service
+
+    @property
+    def has_service(self) -> bool:
+        """Whether commands can run (False: a bot that only lists or syncs them)."""
+        return self._service is not None
 
     @property
     def tracks(self) -> StoredTracks:

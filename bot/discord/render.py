@@ -17,6 +17,7 @@ from bot.service.charts import COLOURS
 from bot.service.tracks import MOODS
 
 if TYPE_CHECKING:
+    from bot.discord.queue import QueueItem
     from bot.service import TrackMood
     from bot.service.recommendations import Pick
     from bot.service.tracks import MoodMix
@@ -135,3 +136,55 @@ def mix_embed(mix: MoodMix, *, title: str) -> discord.Embed:
     embed.set_image(url=f"attachment://{CHART}")
     embed.set_footer(text=f"{mix.total} tracks · mostly {MOODS[top]}")
     return embed
+
+
+def queue_embed(items: Sequence[QueueItem], moods: Mapping[int, str], *, waiting: int,
+                shown: int = 15) -> discord.Embed:
+    """A guild's queue: the current track, then the waiting ones with mood and requester.
+
+    Parameters
+    ----------
+    items : sequence of QueueItem
+        The queue from its start (the current track first when there is one).
+    moods : mapping of int to str
+        Quadrant of each track id the live models classified (others show ``·``).
+    waiting : int
+        How many tracks wait in all (``items`` may hold fewer).
+    shown : int
+        The most waiting tracks listed.
+    """
+    def line(item: QueueItem) -> str:
+        emoji = EMOJI.get(moods.get(item.track_id, ""), "·")
+        who = "auto-DJ" if not item.requested_by.isdigit() else f"<@{item.requested_by}>"
+        length = f" · {_minutes(item.duration_s)}" if item.duration_s else ""
+        return shorten(f"{emoji} **{escape_markdown(item.name)}**{length} · {who}", _LINE_MAX)
+
+    current = next((i for i in items if i.playing), None)
+    upcoming = [i for i in items if not i.playing][:shown]
+    parts = [f"**Now:** {line(current)}" if current else "**Now:** nothing"]
+    parts += [f"`{i.position:>2}.` {line(i)}" for i in upcoming]
+    if waiting > len(upcoming):
+        parts.append(f"… and {waiting - len(upcoming)} more")
+    embed = discord.Embed(title="Queue", description="\n".join(parts),
+                          colour=colour(moods.get(current.track_id, "Q4") if current else "Q4"))
+    total = sum(i.duration_s or 0.0 for i in items)
+    embed.set_footer(text=f"{waiting} waiting" + (f" · {_minutes(total)} listed" if total else ""))
+    return embed
+
+
+def now_playing_embed(mood: TrackMood, picks: Sequence[Pick]) -> discord.Embed:
+    """A track that started, with its mood and the picks that fit it (numbered)."""
+    embed = track_embed(mood, chart=False)
+    embed.title = shorten(f"Now playing: {embed.title}", _TITLE_MAX)
+    if picks:
+        lines = [shorten(f"`{i}.` {EMOJI[p.track.quadrant]} "
+                         f"{escape_markdown(track_name(p.track.title, p.track.artist))}",
+                         _LINE_MAX) for i, p in enumerate(picks, start=1)]
+        embed.add_field(name="Fits next", value="\n".join(lines), inline=False)
+    return embed
+
+
+def _minutes(seconds: float) -> str:
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"

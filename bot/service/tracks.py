@@ -11,11 +11,13 @@ may put wherever a query goes (an autocomplete value, a button's state):
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import func, select
@@ -121,6 +123,31 @@ class MoodMix:
         return self.counts.get(quadrant, 0) / self.total if self.total else 0.0
 
 
+@dataclass(frozen=True)
+class TrackName:
+    """A stored track's tags, for lists (a queue) that name tracks they do not analyse.
+
+    Attributes
+    ----------
+    track_id : int
+        The stored track.
+    title, artist : str
+        Its tags (``artist`` may be empty).
+    duration_s : float or None
+        Its length, when known.
+    """
+
+    track_id: int
+    title: str
+    artist: str
+    duration_s: float | None
+
+    @property
+    def name(self) -> str:
+        """``Artist - Title``, or the title alone."""
+        return f"{self.artist} - {self.title}" if self.artist else self.title
+
+
 class StoredTracks:
     """The stored library for one service, as pickers and labellers need it.
 
@@ -210,6 +237,82 @@ class StoredTracks:
         name = f"{track.artist} - {track.title}" if track.artist else track.title
         return TrackMood(track.id, track.title, track.artist or "", provider or "library",
                          mood_result(prediction, name), cached=True)
+
+    async def names(self, track_ids: Collection[int]) -> dict[int, TrackName]:
+        """The tags of stored tracks, by id (unknown ids are left out)."""
+        if not track_ids:
+            return {}
+        async with self._service.store.sessions() as session:
+            rows = (await session.execute(
+                select(Track.id, Track.title, Track.artist, Track.duration_s)
+                .where(Track.id.in_(set(track_ids))))).all()
+        return {row.id: TrackName(row.id, row.title, row.artist or "", row.duration_s)
+                for row in rows}
+
+    async def location(self, track_id: int) -> str:
+        """Where a stored track's audio is: its local file's path, else its source's URL.
+
+        Raises
+        ------
+        ServiceError
+            No such track, or it has no source to play or classify.
+        """
+        async with self._service.store.sessions() as session:
+            rows = (await session.execute(
+                select(TrackSource.provider, TrackSource.provider_id, TrackSource.url)
+                .where(TrackSource.track_id == track_id)
+                .order_by(TrackSource.provider != "local", TrackSource.id))).all()
+        for provider, provider_id, url in rows:
+            if provider == "local":
+                return str(provider_id)
+            if url:
+                return str(url)
+        raise ServiceError(f"track {track_id} has no source to play or classify")
+
+    async def live_mood(self, track_id: int) -> TrackMood:
+        """The mood by the live models: stored, or classified from the track's source when
+        they have not classified it yet (say, after a retrain).
+
+        Raises
+        ------
+        ServiceError
+            No such track, or its source cannot be classified.
+        """
+        try:
+            return await self.mood(track_id)
+        except ServiceError as exc:
+            if "not been classified" not in str(exc):
+                raise
+        return await self._service.classify(await self.location(track_id))
+
+    async def audio(self, track_id: int) -> str:
+        """What a player streams for a stored track: its local file, else a fresh preview.
+
+        A catalogue track's preview URL expires (Deezer's last minutes), so it is fetched
+        again through the resolver, which bounds the download and keeps it in the audio cache.
+
+        Returns
+        -------
+        str
+            A local file's path.
+
+        Raises
+        ------
+        ServiceError
+            No such track, its file is gone, or no source gives its audio now.
+        """
+        from bot.sources.errors import SourceError
+
+        location = await self.location(track_id)
+        if "://" not in location:
+            if not await asyncio.to_thread(Path(location).is_file):
+                raise ServiceError(f"the file of track {track_id} is gone: rescan the library")
+            return location
+        try:
+            preview = await self._service.resolver.resolve(location)
+        except SourceError as exc:
+            raise ServiceError(exc.reason) from exc
+        return str(preview.path)
 
     async def resolve(self, query: str) -> TrackMood:
         """The mood of a ``track:<id>`` reference (stored), or of any query (classified).

@@ -115,6 +115,11 @@ def open_service(template: Path, folder: Path) -> MoodService:
     """A service on a copy of the ``template`` database in ``folder`` (tests may write)."""
     path = folder / "mood.db"
     shutil.copy(template, path)
+    return service_on(path)
+
+
+def service_on(path: Path) -> MoodService:
+    """A service on the database file ``path`` as it is (a restarted bot's view of it)."""
     engine = create_engine(f"sqlite+aiosqlite:///{path}")
     service = MoodService(store=Store(make_sessionmaker(engine)),
                           resolver=OfflineResolver(),  # type: ignore[arg-type]
