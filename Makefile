@@ -27,9 +27,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[$(ORT),train,dev]"
 	touch $(STAMP)
 
+# The bot with MER_DISCORD_TOKEN set (env or .env); without it, the console on the demo library.
 run: $(STAMP)
 	$(VENV)/bin/mer db upgrade
-	$(VENV)/bin/mer demo
+	$(VENV)/bin/mer run
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q

@@ -70,14 +70,31 @@ class EngineSettings(_Section):
         Worker processes for batch classification (0: one per core).
     prefer_gpu : bool
         Use onnxruntime-gpu's CUDA provider when installed and a GPU is present.
+    retrain_command : str or None
+        The training command ``/mood-admin retrain`` runs, as a shell would split it; the
+        admin appends ``--run <folder> --version <n>``. None: ``<this Python> -m train models``
+        (ensemble, CLDNN, musicnn head and fusion; nothing shipped) with ``retrain_data``.
+    retrain_data : Path or None
+        The ``--data`` folder of the default retrain command (holding ``4q/``); None: the
+        training code's default, ``../shared/data`` beside the repository.
+    retrain_timeout_s : float
+        Longest a retrain may run, in seconds; then its process group is killed and the
+        live models stay.
+    retrain_tolerance : float
+        How much lower than the live models' a retrained set's validation figures may be
+        and still go live (rounding and seed noise).
     """
 
-    _optional = ("models_dir",)
+    _optional = ("models_dir", "retrain_command", "retrain_data")
     models_dir: Path | None = None
     n_windows: int = Field(default=3, ge=1, le=64)
     threads: int = Field(default=0, ge=0)
     workers: int = Field(default=0, ge=0)
     prefer_gpu: bool = True
+    retrain_command: str | None = None
+    retrain_data: Path | None = None
+    retrain_timeout_s: float = Field(default=4 * 3600.0, gt=0)
+    retrain_tolerance: float = Field(default=0.002, ge=0, le=0.1)
 
 
 class SourceSettings(_Section):
@@ -244,10 +261,15 @@ class DiscordSettings(_Section):
     ----------
     discord_token : SecretStr or None
         Bot token; never logged. None: console mode.
+    discord_companion : bool
+        Companion mode: ask Discord for the privileged message-content intent, so that the
+        bot can read other music bots' announcements in the channels admins name (the intent
+        must also be switched on in the developer portal). Off: no privileged intent.
     """
 
     _optional = ("discord_token",)
     discord_token: SecretStr | None = None
+    discord_companion: bool = False
 
 
 class PlayerSettings(_Section):

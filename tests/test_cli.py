@@ -168,3 +168,68 @@ def test_models_table_fits_80_columns(tiny_models_dir: Path) -> None:
     assert lines[0].split() == ["model", "kind", "fusion", "macro-F1", "size"]
     assert sorted(line.split()[1] for line in lines[2:4]) == ["cldnn", "ensemble"]
     assert all(len(line) <= 80 for line in lines) and len(lines) == 6
+
+
+# --- mer console, mer run ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def delegated(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """What `mer console` and `mer run` hand to `python -m bot.discord` (not started here)."""
+    import typer
+
+    from bot.cli import console
+
+    calls: list[tuple[str, ...]] = []
+
+    def record(*args: str) -> None:
+        calls.append(args)
+        raise typer.Exit(code=0)
+
+    monkeypatch.setattr(console, "delegate", record)
+    return calls
+
+
+def test_console_runs_the_discord_front_end_with_its_folder(
+        delegated: list[tuple[str, ...]], tmp_path: Path) -> None:
+    assert runner.invoke(app, ["console"]).exit_code == 0
+    assert runner.invoke(app, ["console", "--out", str(tmp_path / "o")]).exit_code == 0
+    assert delegated == [("console",), ("console", "--out", str(tmp_path / "o"))]
+
+
+def test_run_with_a_token_is_the_bot(delegated: list[tuple[str, ...]],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.cli import library
+
+    monkeypatch.setattr(library, "scan", lambda *a, **k: pytest.fail("scanned"))
+    result = runner.invoke(app, ["run"], env={"MER_DISCORD_TOKEN": "a-token"})
+    assert result.exit_code == 0, result.output
+    assert delegated == [("run",)]
+
+
+def test_run_without_a_token_scans_the_demo_library_then_opens_the_console(
+        delegated: list[tuple[str, ...]], monkeypatch: pytest.MonkeyPatch) -> None:
+    from immich_memories_music import tracks_dir
+
+    from bot.cli import library
+
+    scanned: list[Path] = []
+    monkeypatch.setattr(library, "scan", lambda directory, **_: scanned.append(directory))
+    result = runner.invoke(app, ["run"], env={"MER_DISCORD_TOKEN": ""})
+    assert result.exit_code == 0, result.output
+    assert scanned == [Path(tracks_dir())]
+    assert sorted(p.parent.name for p in scanned[0].glob("*/*.opus"))[:1] == ["calm"]
+    assert delegated == [("console",)]
+    assert "No Discord token (MER_DISCORD_TOKEN)" in result.stderr
+
+
+def test_run_without_the_demo_library_says_how_to_get_it(
+        delegated: list[tuple[str, ...]], monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "immich_memories_music", None)  # import fails
+    result = runner.invoke(app, ["run"], env={"MER_DISCORD_TOKEN": ""})
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == ("error: the demo library is not installed: "
+                                              "pip install immich-memories-music")
+    assert delegated == [] and "Traceback" not in result.output

@@ -1,18 +1,23 @@
-"""``python -m train <cldnn|ensemble|reference|fuse|robustness|evaluate|reproduce-seed|all>``."""
+"""``python -m train <stage>``: cldnn, ensemble, reference, fuse, robustness, evaluate,
+reproduce-seed, all, models (and ship, convert-musicnn).
+
+``models`` trains the fused models only, into a run directory, and ships nothing: it is what
+``/mood-admin retrain`` runs in a child process before gating and installing the result.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TimeRemainingColumn
 
-from train.data import DEFAULT_DATA_ROOT, DataMissingError
+from train.data import DEFAULT_CACHE_DIR, DEFAULT_DATA_ROOT, DataMissingError
 
 app = typer.Typer(help="Train, evaluate and ship the mood models.", no_args_is_help=True,
                   add_completion=False)
@@ -21,9 +26,14 @@ DEFAULT_RUN = Path(__file__).resolve().parents[1] / "runs" / "latest"
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Folder holding 4q/ and spotify/.")]
 RunOpt = Annotated[Path, typer.Option("--run", help="Run directory (metrics, PNGs, models).")]
+FeedbackOpt = Annotated[Path | None, typer.Option(
+    "--feedback", help="CSV of /mood-admin feedback-export: the users' clips join the training "
+                       "folds (never a held-out one) and the final models.")]
+MinVotesOpt = Annotated[int, typer.Option(
+    "--feedback-min-votes", min=1, help="Answers a feedback track's voted quadrant needs.")]
 
 
-def _data(root: Path):  # type: ignore[no-untyped-def]
+def _data(root: Path, cache: Path = DEFAULT_CACHE_DIR):  # type: ignore[no-untyped-def]
     from train.pipeline import load_data
 
     with Progress("[progress.description]{task.description}", BarColumn(),
@@ -31,13 +41,30 @@ def _data(root: Path):  # type: ignore[no-untyped-def]
                   console=console) as progress:
         task = progress.add_task("features (decoded once, then cached)", total=None)
         try:
-            data = load_data(root, progress=lambda done, total: progress.update(
+            data = load_data(root, cache_dir=cache, progress=lambda done, total: progress.update(
                 task, completed=done, total=total))
         except DataMissingError as exc:
             console.print(f"[red]error:[/] {exc}")
             raise typer.Exit(2) from exc
         progress.update(task, total=len(data.clips), completed=len(data.clips))
         return data
+
+
+def _with_feedback(d, path: Path | None, min_votes: int,  # type: ignore[no-untyped-def]
+                   cache: Path = DEFAULT_CACHE_DIR):
+    from train.feedback import FeedbackFileError
+    from train.pipeline import with_feedback
+
+    if path is None:
+        return d
+    try:
+        d = with_feedback(d, path, min_votes=min_votes, cache_dir=cache)
+    except FeedbackFileError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"feedback: {len(d.feedback)} of {d.feedback.n_rows} tracks used for "
+                  f"training, {len(d.feedback.skipped)} skipped (reasons in the log)")
+    return d
 
 
 def _device(gpu: bool) -> str:
@@ -56,13 +83,14 @@ def _config(device: str, epochs: int | None):  # type: ignore[no-untyped-def]
 
 
 @app.command()
-def ensemble(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN) -> None:
+def ensemble(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN,
+             feedback: FeedbackOpt = None, feedback_min_votes: MinVotesOpt = 1) -> None:
     """Stacking ensemble: grid search on the artist-disjoint folds, final model on all clips."""
     from train.pipeline import run_ensemble
 
     run.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    m = run_ensemble(_data(data), run)
+    m = run_ensemble(_with_feedback(_data(data), feedback, feedback_min_votes), run)
     console.print(f"ensemble: macro-F1 {m['macro_f1_mean']:.3f} ± {m['macro_f1_std']:.3f} "
                   f"({time.perf_counter() - start:.0f} s) best {m['best_params']}")
 
@@ -71,14 +99,15 @@ def ensemble(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN) -> No
 def cldnn(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN,
           gpu: Annotated[bool, typer.Option(help="Use CUDA when present.")] = True,
           epochs: Annotated[int | None, typer.Option(help="Override the epoch count.")] = None,
-          ) -> None:
+          feedback: FeedbackOpt = None, feedback_min_votes: MinVotesOpt = 1) -> None:
     """CLDNN: 5-fold cross-validation, then the final model, exported to ONNX."""
     from train.pipeline import run_cldnn
 
     run.mkdir(parents=True, exist_ok=True)
     device = _device(gpu)
     start = time.perf_counter()
-    m = run_cldnn(_data(data), run, _config(device, epochs), device=device)
+    m = run_cldnn(_with_feedback(_data(data), feedback, feedback_min_votes), run,
+                  _config(device, epochs), device=device)
     console.print(f"CLDNN on {device}: macro-F1 {m['macro_f1_mean']:.3f} ± "
                   f"{m['macro_f1_std']:.3f} ({time.perf_counter() - start:.0f} s)")
 
@@ -109,15 +138,17 @@ def fuse(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN) -> None:
 def musicnn(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN,
             augment: Annotated[bool, typer.Option(
                 help="Add MP3/Opus/AAC re-encodings and gain changes to the training folds."
-            )] = False) -> None:
+            )] = False, feedback: FeedbackOpt = None,
+            feedback_min_votes: MinVotesOpt = 1) -> None:
     """Head on the musicnn embedding: cross-validation, then the final head with its card."""
     from train.musicnn_head import run_musicnn
     from train.pipeline import SERVING, TRAINING_DATA
 
     run.mkdir(parents=True, exist_ok=True)
-    d = _data(data)
+    d = _with_feedback(_data(data), feedback, feedback_min_votes)
     m = run_musicnn(d.labels, d.folds, [c.song_id for c in d.clips], run, root=data,
-                    analysis=SERVING, training=TRAINING_DATA, augment=augment)
+                    analysis=SERVING, training=TRAINING_DATA, augment=augment,
+                    feedback=d.feedback)
     console.print(f"musicnn head: macro-F1 {m['macro_f1_mean']:.3f} ± "
                   f"{m['macro_f1_std']:.3f}, final {m['final_params']}")
 
@@ -181,18 +212,60 @@ def convert_musicnn(
 
 @app.command("all")
 def all_(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN,
-         gpu: Annotated[bool, typer.Option(help="Use CUDA when present.")] = True) -> None:
+         gpu: Annotated[bool, typer.Option(help="Use CUDA when present.")] = True,
+         feedback: FeedbackOpt = None, feedback_min_votes: MinVotesOpt = 1) -> None:
     """Everything: ensemble, CLDNN, musicnn head, reference, fusion, robustness, report, seed
-    report, ship."""
-    ensemble(data, run)
-    cldnn(data, run, gpu, None)
-    musicnn(data, run, False)
+    report, ship. ``--feedback`` trains the fused models on the users' clips too."""
+    ensemble(data, run, feedback, feedback_min_votes)
+    cldnn(data, run, gpu, None, feedback, feedback_min_votes)
+    musicnn(data, run, False, feedback, feedback_min_votes)
     reference(data, run)
     fuse(data, run)
     robustness(data, run)
     evaluate(run, Path("docs/MODEL_REPORT.md"))
     reproduce_seed(data, run, Path("docs/REPRODUCTION.md"))
     ship(run)
+
+
+@app.command("models")
+def models(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN,
+           version: Annotated[str, typer.Option(
+               help="Version written into the models' cards and file names.")] = "1",
+           cache: Annotated[Path, typer.Option(
+               help="Folder of the decoded-feature cache.")] = DEFAULT_CACHE_DIR,
+           gpu: Annotated[bool, typer.Option(help="Use CUDA when present.")] = True,
+           tiny: Annotated[bool, typer.Option(
+               help="Smoke test in seconds: the ensemble alone (one grid point, 10 trees), "
+                    "no CLDNN, no musicnn head, no fusion. Not for serving.")] = False,
+           feedback: FeedbackOpt = None, feedback_min_votes: MinVotesOpt = 1,
+           ) -> None:
+    """The fused models only (ensemble, CLDNN, musicnn head, fusion weights) into --run:
+    no report, nothing shipped. What /mood-admin retrain runs."""
+    from train.musicnn_head import run_musicnn
+    from train.pipeline import SERVING, TRAINING_DATA, run_cldnn, run_ensemble, run_fusion
+
+    run.mkdir(parents=True, exist_ok=True)
+    d = _with_feedback(_data(data, cache), feedback, feedback_min_votes, cache)
+    console.print("stage: ensemble")
+    grid: dict[str, list[Any]] | None = {
+        "pca__n_components": [0.95], "stack__svm__C": [1.0],
+        "stack__forest__n_estimators": [10]} if tiny else None
+    m = run_ensemble(d, run, version=version, n_jobs=1 if tiny else 2, grid=grid)
+    console.print(f"ensemble: macro-F1 {m['macro_f1_mean']:.3f}")
+    if tiny:
+        return
+    console.print("stage: CLDNN")
+    device = _device(gpu)
+    m = run_cldnn(d, run, _config(device, None), device=device, version=version)
+    console.print(f"CLDNN on {device}: macro-F1 {m['macro_f1_mean']:.3f}")
+    console.print("stage: musicnn head")
+    m = run_musicnn(d.labels, d.folds, [c.song_id for c in d.clips], run, root=data,
+                    analysis=SERVING, training=TRAINING_DATA, version=version, augment=False,
+                    feedback=d.feedback)
+    console.print(f"musicnn head: macro-F1 {m['macro_f1_mean']:.3f}")
+    console.print("stage: fusion")
+    m = run_fusion(d, run)
+    console.print(f"fused (weights {m['weights']}): macro-F1 {m['macro_f1_mean']:.3f}")
 
 
 def main() -> None:

@@ -88,7 +88,8 @@ def build_ensemble(*, seed: int = 0, n_trees: int = 200, svm_c: float = 4.0,
 
 def grid_search(x: NDArray[np.floating], y: NDArray[np.str_] | Sequence[str],
                 folds: NDArray[np.integer], *, seed: int = 0,
-                grid: dict[str, list[Any]] | None = None, n_jobs: int = 1) -> GridSearchCV:
+                grid: dict[str, list[Any]] | None = None, n_jobs: int = 1,
+                cv: Any = None) -> GridSearchCV:
     """Tune the ensemble on macro-F1 with the given (artist-disjoint) folds.
 
     Parameters
@@ -98,9 +99,13 @@ def grid_search(x: NDArray[np.floating], y: NDArray[np.str_] | Sequence[str],
         Quadrant labels.
     folds : ndarray, shape (n_clips,)
         Fold index of every clip; every fold is held out once.
+    cv : iterable of (train, test) index arrays, optional
+        Splits used instead of ``folds`` (rows that only train, such as the users' clips of
+        :func:`train.feedback.fold_splits`); the final model is refitted on every row.
     """
+    splits = cv if cv is not None else PredefinedSplit(np.asarray(folds))
     search = GridSearchCV(build_ensemble(seed=seed), grid or PARAM_GRID, scoring="f1_macro",
-                          cv=PredefinedSplit(np.asarray(folds)), n_jobs=n_jobs, refit=True)
+                          cv=splits, n_jobs=n_jobs, refit=True)
     return search.fit(np.asarray(x), np.asarray(y))
 
 

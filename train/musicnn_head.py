@@ -38,6 +38,7 @@ from mer_models.config import AnalysisConfig
 from mer_models.musicnn import OnnxMusicnn
 from mer_models.musicnn_head import MusicnnEmbedder
 from train.export import library_versions
+from train.feedback import FeedbackClips, fold_splits
 from train.metrics import per_fold, save_confusion_png, write_json
 from train.musicnn_embed import (
     CACHE_DIR,
@@ -73,7 +74,7 @@ def run_musicnn(labels: np.ndarray, folds: np.ndarray, song_ids: list[str], run_
                 *, root: Path, analysis: AnalysisConfig, training: TrainingData,
                 layout: dict[str, Any] | None = None, version: str = "1",
                 cache_dir: Path = CACHE_DIR, networks: tuple[str, ...] = NETWORKS,
-                augment: bool = True) -> dict[str, Any]:
+                augment: bool = True, feedback: FeedbackClips | None = None) -> dict[str, Any]:
     """Cross-validate the head, fit the final one, write its card; return the metrics.
 
     Parameters
@@ -99,6 +100,9 @@ def run_musicnn(labels: np.ndarray, folds: np.ndarray, song_ids: list[str], run_
         (:func:`train.musicnn_embed.extract`); ``networks`` must cover the layout's.
     augment : bool
         Add the :data:`AUGMENTATIONS` of every training clip to the training folds.
+    feedback : FeedbackClips, optional
+        The users' clips (:mod:`train.feedback`): they join the training folds they may
+        (never a held-out fold) and the final head, without augmented copies.
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import GridSearchCV, PredefinedSplit
@@ -109,8 +113,17 @@ def run_musicnn(labels: np.ndarray, folds: np.ndarray, song_ids: list[str], run_
     x, extra = training_embeddings(root, song_ids, layout, analysis, cache_dir=cache_dir,
                                    networks=networks, augment=augment)
     x_all, y_all, folds_all, original = with_copies(x, labels, folds, list(extra.values()))
-    oof_all, chosen = cross_validate(x_all, y_all, folds_all, layout["head"],
-                                     test_mask=original)
+    cv: Any = PredefinedSplit(folds_all)
+    if feedback is not None and len(feedback):
+        x_users = feedback_embeddings(feedback, layout, analysis)
+        oof_all, chosen = _cross_validate_with(x_all, y_all, folds_all, layout["head"],
+                                               original, x_users, feedback)
+        cv = fold_splits(folds_all, feedback.blocked)
+        x_all = np.concatenate([x_all, x_users])
+        y_all = np.concatenate([y_all, feedback.labels])
+    else:
+        oof_all, chosen = cross_validate(x_all, y_all, folds_all, layout["head"],
+                                         test_mask=original)
     oof = oof_all[original]
     np.save(run_dir / "oof_musicnn.npy", oof.astype(np.float32))
     metrics = per_fold(labels, oof, folds)
@@ -118,12 +131,14 @@ def run_musicnn(labels: np.ndarray, folds: np.ndarray, song_ids: list[str], run_
     metrics["layout"] = layout
     metrics["extracted"] = list(networks)
     metrics["augmentations"] = list(extra)
+    if feedback is not None:
+        metrics["feedback"] = feedback.summary()
+        training = feedback.training_data(training)
     save_confusion_png(metrics["pooled"]["confusion"], run_dir / "confusion_musicnn.png",
                        "musicnn head, out-of-fold")
 
     estimator, grid = _heads()[layout["head"]]
-    search = GridSearchCV(estimator, grid, scoring="f1_macro", cv=PredefinedSplit(folds_all),
-                          n_jobs=1, refit=True)
+    search = GridSearchCV(estimator, grid, scoring="f1_macro", cv=cv, n_jobs=1, refit=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         search.fit(x_all, np.array([f"Q{i + 1}" for i in y_all]))
@@ -134,6 +149,48 @@ def run_musicnn(labels: np.ndarray, folds: np.ndarray, song_ids: list[str], run_
     logger.info("musicnn head %s: macro-F1 %.3f ± %.3f, final %s", layout,
                 metrics["macro_f1_mean"], metrics["macro_f1_std"], search.best_params_)
     return metrics
+
+
+def feedback_embeddings(feedback: FeedbackClips, layout: dict[str, Any],
+                        analysis: AnalysisConfig) -> np.ndarray:
+    """Serving-layout embeddings (n_clips, size) of the users' clips, decoded as served."""
+    networks = [OnnxMusicnn(WEIGHTS / f"{name}.json", threads=1, prefer_gpu=False)
+                for name in layout["networks"]]
+    embedder = MusicnnEmbedder(networks, layout["patches_per_window"])
+    rows = [embedder.embed(load_windows(clip.path, analysis).windows, analysis.sample_rate)
+            for clip in feedback.clips]
+    return np.stack(rows).astype(np.float32)
+
+
+def _cross_validate_with(x: np.ndarray, labels: np.ndarray, folds: np.ndarray, head: str,
+                         test_mask: np.ndarray, x_users: np.ndarray, feedback: FeedbackClips
+                         ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """:func:`train.musicnn_embed.cross_validate` with the users' clips in the training
+    folds they may join (the inner grid search's splits included); they are never tested."""
+    from sklearn.base import clone
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import GridSearchCV
+
+    from train.musicnn_embed import _heads
+
+    estimator, grid = _heads()[head]
+    oof = np.zeros((len(labels), 4))
+    chosen = []
+    for fold in np.unique(folds):
+        train, test = folds != fold, (folds == fold) & test_mask
+        users = feedback.allowed({int(fold)})
+        inner = fold_splits(folds[train], [b for b, ok in zip(feedback.blocked, users,
+                                                              strict=True) if ok])
+        search = GridSearchCV(clone(estimator), grid, scoring="f1_macro", cv=inner, n_jobs=1,
+                              refit=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            search.fit(np.concatenate([x[train], x_users[users]]),
+                       np.concatenate([labels[train], feedback.labels[users]]))
+        oof[test] = search.predict_proba(x[test])
+        chosen.append({"fold": int(fold), **search.best_params_,
+                       "inner_macro_f1": round(float(search.best_score_), 4)})
+    return oof, chosen
 
 
 def training_embeddings(root: Path, song_ids: list[str], layout: dict[str, Any],

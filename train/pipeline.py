@@ -13,7 +13,7 @@ import logging
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from train.data import (
 )
 from train.ensemble import build_ensemble, grid_search, save_ensemble
 from train.export import cldnn_card, export_onnx
+from train.feedback import FeedbackClips, fold_splits, load_feedback, out_of_fold
 from train.metrics import per_fold, save_confusion_png, save_curves_png, write_json
 
 logger = logging.getLogger(__name__)
@@ -55,10 +56,12 @@ TRAINING_DATA = TrainingData(
 
 @dataclass(frozen=True)
 class Data:
-    """Clips and their cached features."""
+    """Clips and their cached features, and the users' clips that only train
+    (:mod:`train.feedback`; ``labels``, ``folds`` and the out-of-fold files cover ``clips``)."""
 
     clips: list[Clip]
     features: FeatureSet
+    feedback: FeedbackClips | None = None
 
     @property
     def labels(self) -> NDArray[np.int64]:
@@ -73,11 +76,38 @@ class Data:
         index = serving_windows(CACHE_WINDOWS, SERVING.n_windows)
         return np.stack([clip_descriptors(d[index]) for d in self.features.descriptors])
 
+    def feedback_descriptors(self) -> NDArray[np.float32]:
+        """The ensemble's input for the feedback clips, as :meth:`clip_descriptors`."""
+        assert self.feedback is not None
+        index = serving_windows(CACHE_WINDOWS, SERVING.n_windows)
+        return np.stack([clip_descriptors(d[index]) for d in self.feedback.descriptors])
+
 
 def load_data(root: Path = DEFAULT_DATA_ROOT, **kwargs: Any) -> Data:
     """4Q clips and features (computed once, then from the cache)."""
     clips = load_4q(root)
     return Data(clips, compute_features(clips, SERVING.with_windows(CACHE_WINDOWS), **kwargs))
+
+
+def with_feedback(data: Data, path: Path, *, min_votes: int = 1, **kwargs: Any) -> Data:
+    """``data`` with the usable clips of a feedback export (:func:`train.feedback.load_feedback`;
+    ``kwargs``: ``cache_dir``, ``workers``)."""
+    feedback = load_feedback(path, data.clips, min_votes=min_votes,
+                             config=SERVING.with_windows(CACHE_WINDOWS), **kwargs)
+    return replace(data, feedback=feedback)
+
+
+def _extra(data: Data) -> FeedbackClips | None:
+    """The feedback clips to train on, None when there are none."""
+    return data.feedback if data.feedback is not None and len(data.feedback) else None
+
+
+def _record_feedback(data: Data, metrics: dict[str, Any]) -> TrainingData:
+    """Note the feedback used in ``metrics``; the card's description of the training data."""
+    if data.feedback is None:
+        return TRAINING_DATA
+    metrics["feedback"] = data.feedback.summary()
+    return data.feedback.training_data(TRAINING_DATA)
 
 
 def _window_f1(p: NDArray[np.float32], y: NDArray[np.integer]) -> float:
@@ -92,19 +122,29 @@ def run_ensemble(data: Data, run_dir: Path, *, n_jobs: int = 2, version: str = "
     from sklearn.model_selection import PredefinedSplit, cross_val_predict
 
     x, y = data.clip_descriptors(), np.array([f"Q{i + 1}" for i in data.labels])
-    search = grid_search(x, y, data.folds, n_jobs=n_jobs, grid=grid)
-    best = search.best_estimator_
-    oof = cross_val_predict(best, x, y, cv=PredefinedSplit(data.folds), method="predict_proba",
-                            n_jobs=n_jobs)
+    extra = _extra(data)
+    if extra is None:
+        search = grid_search(x, y, data.folds, n_jobs=n_jobs, grid=grid)
+        best = search.best_estimator_
+        oof = cross_val_predict(best, x, y, cv=PredefinedSplit(data.folds),
+                                method="predict_proba", n_jobs=n_jobs)
+    else:  # the users' clips train every fold they may, and the final model
+        splits = fold_splits(data.folds, extra.blocked)
+        x_all = np.concatenate([x, data.feedback_descriptors()])
+        y_all = np.concatenate([y, [f"Q{i + 1}" for i in extra.labels]])
+        search = grid_search(x_all, y_all, data.folds, n_jobs=n_jobs, grid=grid, cv=splits)
+        best = search.best_estimator_
+        oof = out_of_fold(best, x_all, y_all, splits, n_jobs=n_jobs)[: len(x)]
     np.save(run_dir / "oof_ensemble.npy", oof)
     metrics = per_fold(data.labels, oof, data.folds)
     metrics["best_params"] = {k: v for k, v in search.best_params_.items()}
     metrics["grid_best_score"] = float(search.best_score_)
+    training = _record_feedback(data, metrics)
     write_json(metrics, run_dir / "metrics_ensemble.json")
     save_confusion_png(metrics["pooled"]["confusion"], run_dir / "confusion_ensemble.png",
                        "stacking ensemble, out-of-fold")
     save_ensemble(best, run_dir / "models", version=version, analysis=SERVING,
-                  training=TRAINING_DATA, metrics=card_metrics(metrics),
+                  training=training, metrics=card_metrics(metrics),
                   notes=f"best grid parameters: {metrics['best_params']}")
     return metrics
 
@@ -117,6 +157,20 @@ def _windows_of(data: Data, mask: NDArray[np.bool_]) -> tuple[NDArray[np.float16
     n_windows = logmel.shape[1]
     return (logmel.reshape(-1, *logmel.shape[2:]),
             np.repeat(data.labels[mask], n_windows))
+
+
+def _with_feedback_windows(data: Data, x: NDArray[np.float16], y: NDArray[np.int64],
+                           held_out: set[int] | None) -> tuple[NDArray[np.float16],
+                                                               NDArray[np.int64]]:
+    """Training windows plus those of the feedback clips that may train for ``held_out``
+    folds (None: every clip, for the final model)."""
+    extra = _extra(data)
+    if extra is None:
+        return x, y
+    mask = extra.allowed(held_out or set())
+    logmel = extra.logmel[mask]
+    return (np.concatenate([x, logmel.reshape(-1, *logmel.shape[2:])]),
+            np.concatenate([y, np.repeat(extra.labels[mask], logmel.shape[1])]))
 
 
 def clip_probabilities(model: Any, logmel: NDArray[np.floating]) -> NDArray[np.float32]:
@@ -137,7 +191,7 @@ def run_cldnn(data: Data, run_dir: Path, cfg: TrainConfig, *, device: str = "cpu
     for k in folds:
         valid_fold = (k + 1) % 5
         train_mask = (data.folds != k) & (data.folds != valid_fold)
-        tx, ty = _windows_of(data, train_mask)
+        tx, ty = _with_feedback_windows(data, *_windows_of(data, train_mask), {k, valid_fold})
         vx, vy = _windows_of(data, data.folds == valid_fold)
         model, history = train_cldnn(tx, ty, vx, vy, cfg, score=_window_f1, device=device)
         torch_save(model, run_dir / f"cldnn_fold{k}.pt")
@@ -153,12 +207,14 @@ def run_cldnn(data: Data, run_dir: Path, cfg: TrainConfig, *, device: str = "cpu
     metrics["seconds_per_epoch"] = float(np.mean([h["seconds"] for hs in histories.values()
                                                   for h in hs]))
     metrics["config"] = cfg.to_dict()
+    training = _record_feedback(data, metrics)
     save_curves_png(histories, run_dir / "curves_cldnn.png")
     save_confusion_png(metrics["pooled"]["confusion"], run_dir / "confusion_cldnn.png",
                        "CLDNN, out-of-fold")
     final_epochs = max(2, int(np.median(best_epochs)))
     final_cfg = TrainConfig(**{**cfg.__dict__, "epochs": final_epochs})
-    all_x, all_y = _windows_of(data, np.ones(len(data.labels), dtype=bool))
+    all_x, all_y = _with_feedback_windows(
+        data, *_windows_of(data, np.ones(len(data.labels), dtype=bool)), None)
     model, history = train_cldnn(all_x, all_y, None, None, final_cfg, device=device)
     metrics["final_epochs"] = final_epochs
     write_json(metrics, run_dir / "metrics_cldnn.json")
@@ -167,7 +223,7 @@ def run_cldnn(data: Data, run_dir: Path, cfg: TrainConfig, *, device: str = "cpu
     onnx_path = models / f"mood-4q-cldnn-{version}.onnx"
     metrics["onnx_max_abs_diff"] = export_onnx(model, onnx_path)
     cldnn_card(artifact=onnx_path, version=version, model=model, analysis=SERVING,
-               training=TRAINING_DATA, metrics=card_metrics(metrics),
+               training=training, metrics=card_metrics(metrics),
                notes=f"train config: {final_cfg.to_dict()}").save(
         models / f"mood-4q-cldnn-{version}.json")
     write_json(metrics, run_dir / "metrics_cldnn.json")

@@ -248,12 +248,7 @@ def spotify(
 @app.command()
 def demo(models_dir: ModelsOpt = None, wide: WideOpt = False) -> None:
     """Classify the bundled demo library (MIT-licensed tracks of immich-memories-music)."""
-    try:
-        from immich_memories_music import tracks_dir
-    except ImportError as exc:
-        raise fail("the demo library is not installed: pip install immich-memories-music"
-                    ) from exc
-    paths = sorted(tracks_dir().glob("*/*.opus"))
+    paths = sorted(common.demo_library().glob("*/*.opus"))
     outcomes = interrupt.run(classify_all(common.settings(models_dir=models_dir),
                                           [str(p) for p in paths], None),
                              interrupted=lambda: _INTERRUPTED)

@@ -70,3 +70,18 @@ async def service(config: Settings, *, workers: int | None = None
     async with created:
         yield created
 
+
+def demo_library() -> Path:
+    """The folder of the demo tracks (immich-memories-music, MIT-licensed).
+
+    Raises
+    ------
+    typer.Exit
+        The package is not installed (one line on stderr).
+    """
+    try:
+        from immich_memories_music import tracks_dir
+    except ImportError as exc:
+        raise fail("the demo library is not installed: pip install immich-memories-music"
+                   ) from exc
+    return Path(tracks_dir())

@@ -21,8 +21,9 @@ def _child(*args: str) -> list[str]:
     return [sys.executable, "-m", "bot.discord", *args]
 
 
-def _delegate(*args: str) -> None:
-    """Run the bot's command with this terminal; exit with its status."""
+def delegate(*args: str) -> None:
+    """Run ``python -m bot.discord <args>`` with this terminal (its standard input too);
+    exit with its status."""
     process = subprocess.Popen(_child(*args))
     try:
         status = process.wait()
@@ -34,7 +35,7 @@ def _delegate(*args: str) -> None:
 @bot_app.command("run")
 def run() -> None:
     """Start the bot (token: MER_DISCORD_TOKEN); Ctrl-C stops it."""
-    _delegate("run")
+    delegate("run")
 
 
 @bot_app.command("sync")
@@ -50,7 +51,7 @@ def sync(
         args += ["--guild", str(guild)]
     if clear:
         args.append("--clear")
-    _delegate(*args)
+    delegate(*args)
 
 
 @bot_app.command("commands")

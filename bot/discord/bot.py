@@ -28,11 +28,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: The cogs ``setup_hook`` loads, in order.
+#: The cogs ``setup_hook`` loads, in order. The queue (``bot.discord.cogs.queue``) and the
+#: admin group (``bot.discord.cogs.admin``) join this list when they are written.
 EXTENSIONS: Final[tuple[str, ...]] = (
     "bot.discord.cogs.owner",
     "bot.discord.cogs.mood",
     "bot.discord.cogs.queue",
+    "bot.discord.cogs.admin",
+    "bot.discord.cogs.companion",
 )
 #: The name of the cog that owns the guild queues (see :class:`TrackQueue`).
 QUEUE_COG: Final = "Queue"
@@ -91,19 +94,26 @@ class MoodBot(commands.AutoShardedBot):
         its commands.
     extensions : sequence of str
         Extensions ``setup_hook`` loads (default :data:`EXTENSIONS`).
+    companion : bool
+        Ask for the privileged message-content intent, which companion mode needs to read
+        other bots' messages (``MER_DISCORD_COMPANION``; also to be enabled in the developer
+        portal). Ignored when ``intents`` is given.
     **options
         Passed to :class:`discord.ext.commands.AutoShardedBot` (``owner_ids``, ...).
 
     Notes
     -----
-    No privileged intent is needed: slash commands arrive as interactions, and the owner's
-    text command ``sync`` is addressed by mentioning the bot, whose message content Discord
-    always delivers.
+    No privileged intent is needed but companion mode's: slash commands arrive as
+    interactions, and the owner's text command ``sync`` is addressed by mentioning the bot,
+    whose message content Discord always delivers.
     """
 
     def __init__(self, service: MoodService | None, *,
-                 extensions: Sequence[str] = EXTENSIONS, **options: Any) -> None:
-        options.setdefault("intents", discord.Intents.default())
+                 extensions: Sequence[str] = EXTENSIONS, companion: bool = False,
+                 **options: Any) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = companion
+        options.setdefault("intents", intents)
         options.setdefault("allowed_mentions", discord.AllowedMentions.none())
         super().__init__(command_prefix=commands.when_mentioned, tree_cls=MoodTree,
                          help_command=None, **options)

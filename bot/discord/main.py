@@ -1,4 +1,5 @@
-"""``python -m bot.discord run|sync|commands``: run the bot, publish or print its commands.
+"""``python -m bot.discord run|sync|commands|console``: run the bot, publish or print its
+commands, or type them in a console.
 
 ``mer bot ...`` runs this module in a child process, since front-ends never import each
 other. The token is read from the settings (``MER_DISCORD_TOKEN``, environment or ``.env``),
@@ -9,19 +10,25 @@ never from the command line where other users of the machine could see it.
   globally, or to one guild at once, or remove that guild's copies.
 - ``commands [--json]``: the commands exactly as ``sync`` would publish them, built without a
   token, a service or a connection.
+- ``console [--out DIR]``: the same commands typed as text against the same service and
+  database, no token and no connection (:mod:`bot.discord.console`); commands come from the
+  terminal, or from standard input when it is not one (a script). Files go to ``DIR``
+  (default ``<data dir>/console``), and the log to ``DIR/console.log``.
 
 Exit status: 0 done, 1 refused (no token, invalid settings, the service or Discord refused;
-one line on stderr), 2 bad usage, 130 interrupted.
+one line on stderr) or a scripted console line failed, 2 bad usage, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -50,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(payloads, indent=2, ensure_ascii=False) if args.json
                   else "\n".join(describe(payloads)))
             return 0
+        if args.command == "console":
+            return _console(args.out)
         if args.command == "sync" and args.clear and args.guild is None:
             raise Refused("--clear removes one guild's commands: give --guild")
         settings, token = _settings_and_token()
@@ -111,16 +120,26 @@ def _parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("commands", help="Print the commands as they would be "
                                                    "published (no token, no connection).")
     listing.add_argument("--json", action="store_true", help="The payloads, as JSON.")
+    console = commands.add_parser(
+        "console", prog="mer console",
+        help="Type the commands as text (no token, no connection); a script on stdin too.")
+    console.add_argument("--out", type=Path, metavar="DIR",
+                         help="Where charts and playlists are saved (default: "
+                              "<data dir>/console).")
     return parser
 
 
-def _settings_and_token() -> tuple[Settings, str]:
+def _settings() -> Settings:
     from bot.settings import SettingsError, get_settings
 
     try:
-        settings = get_settings()
+        return get_settings()
     except SettingsError as exc:
         raise Refused(str(exc)) from exc
+
+
+def _settings_and_token() -> tuple[Settings, str]:
+    settings = _settings()
     secret = settings.discord.discord_token
     token = secret.get_secret_value().strip() if secret is not None else ""
     if not token:
@@ -137,8 +156,70 @@ async def _run(settings: Settings, token: str) -> None:
         service = await MoodService.create(settings, allow_local_files=False)
     except ServiceError as exc:
         raise Refused(str(exc)) from exc
-    async with service, MoodBot(service) as bot:
+    async with service, MoodBot(service, companion=settings.discord.discord_companion) as bot:
         await _connected(bot.start(token))
+
+
+def _console(out: Path | None) -> int:
+    """Open the console on the settings' service; its exit status."""
+    settings = _settings()
+    folder = out if out is not None else settings.data_dir / "console"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise Refused(f"cannot create {folder}: {exc.strerror or exc}") from exc
+    _console_logging(folder / "console.log")
+    for stream in (sys.stdin, sys.stdout, sys.stderr):  # no failure on odd bytes or emoji
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="replace")
+    return asyncio.run(_run_console(settings, folder))
+
+
+async def _run_console(settings: Settings, folder: Path) -> int:
+    from bot.discord.console.session import open_console
+    from bot.discord.console.text import make_output
+    from bot.service import MoodService, ServiceError
+
+    try:
+        service = await MoodService.create(settings, allow_local_files=False)
+    except ServiceError as exc:
+        raise Refused(str(exc)) from exc
+    async with service:
+        try:
+            return await open_console(service, folder, stdin=sys.stdin,
+                                      output=make_output(sys.stdout),
+                                      interactive=sys.stdin.isatty())
+        except Exception as exc:  # a bug: logged, one line
+            logger.exception("the console failed")
+            raise Refused(f"the console failed ({type(exc).__name__}); details in "
+                          f"{folder / 'console.log'}") from exc
+
+
+class _OneLine(logging.Formatter):
+    """A record as one line, its traceback left to the log file."""
+
+    def __init__(self, log: Path) -> None:
+        super().__init__()
+        self.log = log
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = f"{record.levelname.lower()}: {record.getMessage()}"
+        return text + (f" (details in {self.log})" if record.exc_info else "")
+
+
+def _console_logging(log: Path) -> None:
+    """Everything to ``log`` with tracebacks; this project's warnings and every error to
+    stderr as one line (the console's answers are on stdout)."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    to_file = logging.FileHandler(log, encoding="utf-8")
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    to_stderr = logging.StreamHandler()
+    to_stderr.setLevel(logging.WARNING)
+    to_stderr.setFormatter(_OneLine(log))
+    to_stderr.addFilter(lambda r: r.levelno >= logging.ERROR or r.name.startswith("bot."))
+    root.addHandler(to_file)
+    root.addHandler(to_stderr)
 
 
 async def _sync(token: str, guild_id: int | None, *, clear: bool = False) -> None:
@@ -162,7 +243,8 @@ async def _connected(step: Any) -> None:
         raise Refused("Discord refused the token (MER_DISCORD_TOKEN): check it in the "
                       "developer portal") from exc
     except discord.PrivilegedIntentsRequired as exc:
-        raise Refused("Discord refused an intent this bot asked for: enable it in the "
-                      "developer portal") from exc
+        raise Refused("Discord refused the message content intent that companion mode asks "
+                      "for (MER_DISCORD_COMPANION=true): enable it in the developer portal "
+                      "(Bot, Privileged Gateway Intents), or turn companion mode off") from exc
     except (aiohttp.ClientError, OSError) as exc:
         raise Refused(f"cannot reach Discord: {type(exc).__name__}: {exc}") from exc

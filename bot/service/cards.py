@@ -12,14 +12,16 @@ from pathlib import Path
 from bot.service.errors import ServiceError
 from bot.settings import Settings
 from mer_models.card import ModelCard, find_cards
-from mer_models.engine import DEFAULT_MODELS_DIR
 from mer_models.errors import MerError
 from mer_models.result import MoodResult
 
 
 def models_dir(settings: Settings) -> Path:
-    """The folder the live models come from."""
-    return settings.engine.models_dir or DEFAULT_MODELS_DIR
+    """The folder the live models come from: ``MER_MODELS_DIR``, else the set a retrain or
+    rollback made live under the data folder, else the shipped weights."""
+    from bot.service.models_admin import live_models_dir
+
+    return live_models_dir(settings)
 
 
 def model_cards(settings: Settings) -> list[ModelCard]:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.service.errors import ServiceError, redact
 from bot.service.library import ScanProgress, ScanReport, audio_files, storable
+from bot.service.models_admin import ModelAdmin
 from bot.service.records import (
     feature_records,
     mood_result,
@@ -46,6 +47,7 @@ from mer_models.pool import EngineSpec, WorkerPool
 from mer_models.result import MoodResult
 
 if TYPE_CHECKING:
+    from bot.service.models_admin import ModelSet, Progress, RetrainResult
     from bot.service.recommendations import Recommendations
 
 logger = logging.getLogger(__name__)
@@ -96,16 +98,25 @@ class MoodService:
     recommend : RecommendSettings, optional
         History window and catalogue top-up of :attr:`recommendations` (default: the
         declared defaults).
+    models_admin : ModelAdmin, optional
+        The live model set, retraining and rollback (None: the models cannot be changed
+        while the service runs).
     """
 
     def __init__(self, *, store: Store, resolver: PreviewResolver, engine: MoodEngine,
                  pool: WorkerPool | None = None,
-                 recommend: RecommendSettings | None = None) -> None:
+                 recommend: RecommendSettings | None = None,
+                 models_admin: ModelAdmin | None = None) -> None:
         self.store = store
         self.recommend_settings = recommend or RecommendSettings.model_construct()
         self.resolver = resolver
         self.engine = engine
+        self.models_admin = models_admin
         self._pool = pool
+        #: Classifications running on each pool; a pool replaced by a reload stops when its
+        #: last one finishes.
+        self._pool_users: dict[WorkerPool, int] = {}
+        self._retired_pools: set[WorkerPool] = set()
         self._local = LocalSource()
         self._in_flight: dict[tuple[str, str], asyncio.Future[TrackMood]] = {}
         self._databases: list[AsyncEngine] = []
@@ -131,6 +142,13 @@ class MoodService:
             The database cannot be opened or is not at the code's schema, or the models
             cannot be loaded (one line saying which and why). An empty database gets the
             schema; an out-of-date one is upgraded only with ``storage.auto_upgrade``.
+
+        Notes
+        -----
+        The models are the live set of the models home (``<data_dir>/models``, see
+        :mod:`bot.service.models_admin`): the shipped weights until a retrain installs a set.
+        ``MER_MODELS_DIR`` pins them: that folder is loaded and the home is ignored. A live
+        set that no longer loads is logged and the base set is served instead.
         """
         from bot.service.database import database_errors, describe_database_error, open_engine
 
@@ -140,10 +158,20 @@ class MoodService:
                 await upgrade_async(db)  # a new, empty database is created at the head
             await check_schema(db)
             store = Store(make_sessionmaker(db))
-            engine = await asyncio.to_thread(  # loads and hashes the models: off the loop
-                MoodEngine, settings.engine.models_dir,
-                config=AnalysisConfig(n_windows=settings.engine.n_windows),
+            admin = ModelAdmin.from_settings(settings, store)
+            await admin.recover()
+            load = functools.partial(
+                MoodEngine, config=AnalysisConfig(n_windows=settings.engine.n_windows),
                 threads=settings.engine.threads, prefer_gpu=settings.engine.prefer_gpu)
+            live = admin.live_dir()
+            try:  # loads and hashes the models: off the loop
+                engine = await asyncio.to_thread(load, live)
+            except MerError as exc:
+                if live == admin.base_dir:
+                    raise
+                logger.error("the live model set %s does not load (%s): serving %s", live,
+                             exc, admin.base_dir)
+                engine = await asyncio.to_thread(load, admin.base_dir)
             await _register_live_models(store, engine)
         except MerError as exc:
             await db.dispose()
@@ -160,7 +188,7 @@ class MoodService:
         resolver = PreviewResolver(ResolverConfig.from_settings(
             settings, allow_local_files=allow_local_files))
         service = cls(store=store, resolver=resolver, engine=engine, pool=pool,
-                      recommend=settings.recommend)
+                      recommend=settings.recommend, models_admin=admin)
         service._databases.append(db)
         return service
 
@@ -173,8 +201,9 @@ class MoodService:
 
     async def aclose(self) -> None:
         """Stop the pool, close the sources and the database."""
-        if self._pool is not None:
-            await asyncio.to_thread(self._pool.shutdown)
+        for pool in (*self._retired_pools, *([self._pool] if self._pool is not None else [])):
+            await asyncio.to_thread(pool.shutdown)
+        self._retired_pools.clear()
         await self.resolver.aclose()
         for db in self._databases:
             await db.dispose()
@@ -190,6 +219,104 @@ class MoodService:
         from bot.service.recommendations import Recommendations
 
         return Recommendations(self, settings=self.recommend_settings)
+
+    # --- the live models -------------------------------------------------------------------
+
+    async def reload_models(self) -> dict[str, str]:
+        """Load the live set again (after a change on disk) and swap it in.
+
+        The new engine is built off the event loop; classifications under way finish on the
+        old one (and its worker pool), new ones use the new one.
+
+        Returns
+        -------
+        dict
+            ``{kind: name-version}`` of the models now live.
+
+        Raises
+        ------
+        ServiceError
+            The live set does not load; the models served before stay.
+        """
+        folder = (self.models_admin.live_dir() if self.models_admin is not None
+                  else self.engine.models_dir)
+        await self._swap_engine(await self._load_engine(folder))
+        return self.versions
+
+    async def retrain_models(self, *, requested_by: str, progress: Progress | None = None
+                             ) -> RetrainResult:
+        """Retrain, gate, install and serve the new models (:meth:`ModelAdmin.retrain`).
+
+        The new set is loaded before it goes live; when it does, it is swapped in as by
+        :meth:`reload_models`.
+
+        Raises
+        ------
+        ServiceError
+            The models cannot be changed here (no admin, pinned), or a retrain is running.
+        """
+        admin = self._admin()
+        loaded: list[MoodEngine] = []
+
+        async def load(folder: Path) -> None:
+            loaded.append(await self._load_engine(folder))
+
+        result = await admin.retrain(requested_by=requested_by, progress=progress, verify=load)
+        if result.installed:
+            await self._swap_engine(loaded[-1])
+        return result
+
+    async def rollback_models(self) -> ModelSet:
+        """Serve the previous model set again (:meth:`ModelAdmin.rollback`).
+
+        Raises
+        ------
+        ServiceError
+            There is no earlier set, it does not load, or the models cannot be changed.
+        """
+        admin = self._admin()
+        loaded: list[MoodEngine] = []
+
+        async def load(folder: Path) -> None:
+            loaded.append(await self._load_engine(folder))
+
+        live = await admin.rollback(verify=load)
+        await self._swap_engine(loaded[-1])
+        return live
+
+    def _admin(self) -> ModelAdmin:
+        if self.models_admin is None:
+            raise ServiceError("The models cannot be changed while this service runs.")
+        return self.models_admin
+
+    async def _load_engine(self, folder: Path) -> MoodEngine:
+        """An engine with the current one's settings on the models of ``folder``."""
+        try:
+            return await asyncio.to_thread(
+                MoodEngine, folder, config=self.engine.config, threads=self.engine.threads,
+                prefer_gpu=self.engine.prefer_gpu)
+        except MerError as exc:
+            raise ServiceError(f"models: {exc}") from exc
+
+    async def _swap_engine(self, engine: MoodEngine) -> None:
+        old_pool = self._pool
+        self.engine = engine
+        if old_pool is not None:
+            self._pool = WorkerPool(EngineSpec.of(engine), old_pool.workers)
+            if self._pool_users.get(old_pool, 0):
+                self._retired_pools.add(old_pool)  # its last classification stops it
+            else:
+                await asyncio.to_thread(old_pool.shutdown)
+        logger.info("serving models %s", ", ".join(self.versions.values()))
+        await _register_live_models(self.store, engine)
+
+    def _release_pool(self, pool: WorkerPool) -> None:
+        self._pool_users[pool] -= 1
+        if self._pool_users[pool] == 0:
+            del self._pool_users[pool]
+            if pool in self._retired_pools:
+                self._retired_pools.discard(pool)
+                pool.shutdown(wait=False)
 
     @property
     def workers(self) -> int:
@@ -321,10 +448,15 @@ class MoodService:
 
     async def _classify_and_store(self, preview: Preview) -> TrackMood:
         info = preview.track
-        if self._pool is None:
+        pool = self._pool
+        if pool is None:
             outcome = await asyncio.to_thread(self.engine.try_classify, str(preview.path))
         else:
-            outcome = await self._pool.classify(str(preview.path))
+            self._pool_users[pool] = self._pool_users.get(pool, 0) + 1
+            try:
+                outcome = await pool.classify(str(preview.path))
+            finally:
+                self._release_pool(pool)
         # The caller knows what it asked for: the message says only what went wrong.
         if isinstance(outcome, MerError):
             raise ServiceError(getattr(outcome, "reason", None) or str(outcome)) from outcome
@@ -345,10 +477,14 @@ def _cached(stored: StoredAnalysis, prediction: Prediction, name: str,
 
 
 async def _register_live_models(store: Store, engine: MoodEngine) -> None:
-    """Record the loaded models in the registry, marked live."""
+    """Record the loaded models in the registry, marked live (and no other)."""
+    ids = []
     for card in engine.cards:
         try:
-            await store.register_model(card.name, card.version, card.kind, card.sha256,
-                                       card.metrics, live=True)
+            row = await store.register_model(card.name, card.version, card.kind, card.sha256,
+                                             card.metrics, live=True)
         except ModelConflictError as exc:  # same name-version, other file: keep serving
             logger.warning("model registry: %s", exc)
+            continue
+        ids.append(row.id)
+    await store.keep_live(ids)

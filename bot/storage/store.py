@@ -26,11 +26,13 @@ from bot.storage.errors import InvalidRecordError, ModelConflictError, NotFoundE
 from bot.storage.models import (
     EVENT_KINDS,
     FEATURE_KINDS,
+    JOB_STATUSES,
     QUADRANT_VALUES,
     AudioFeatures,
     Feedback,
     ModelVersion,
     Prediction,
+    RetrainJob,
     Track,
     TrackEvent,
     TrackSource,
@@ -543,6 +545,89 @@ class Store:
             rows = await session.scalars(select(ModelVersion).where(ModelVersion.live.is_(True))
                                          .order_by(ModelVersion.kind, ModelVersion.name))
             return list(rows)
+
+    async def model_versions(self) -> list[ModelVersion]:
+        """Every registered model version, oldest first."""
+        async with self.sessions() as session:
+            return list(await session.scalars(select(ModelVersion).order_by(ModelVersion.id)))
+
+    async def keep_live(self, ids: Sequence[int]) -> None:
+        """Mark exactly the model versions ``ids`` live (the models being served), and no other.
+
+        Parameters
+        ----------
+        ids : sequence of int
+            Registry ids (:attr:`ModelVersion.id`) of the live models.
+        """
+        async with self.sessions() as session, session.begin():
+            await session.execute(update(ModelVersion).where(ModelVersion.id.in_(list(ids)))
+                                  .values(live=True))
+            await session.execute(update(ModelVersion).where(ModelVersion.id.not_in(list(ids)),
+                                                             ModelVersion.live.is_(True))
+                                  .values(live=False))
+
+    # --- retraining jobs --------------------------------------------------------------------
+
+    async def start_job(self, requested_by: str) -> RetrainJob:
+        """Record a retraining job that starts now (status ``running``).
+
+        Parameters
+        ----------
+        requested_by : str
+            Who asked (``discord:<user id>``, ``cli``), at most 64 characters.
+        """
+        async with self.sessions() as session, session.begin():
+            job = RetrainJob(requested_by=requested_by[:64], status="running", log="")
+            session.add(job)
+            await session.flush()
+            return job
+
+    async def finish_job(self, job_id: int, *, status: str, log: str,
+                         model_version_id: int | None = None) -> RetrainJob:
+        """Record how a job ended.
+
+        Parameters
+        ----------
+        job_id : int
+            The job (:meth:`start_job`).
+        status : {"succeeded", "failed"}
+            Its final state.
+        log : str
+            What happened (the outcome, then the last lines of the training output).
+        model_version_id : int, optional
+            A registry row of the models it installed.
+
+        Raises
+        ------
+        InvalidRecordError
+            ``status`` is not a job state.
+        NotFoundError
+            No such job.
+        """
+        if status not in JOB_STATUSES:
+            raise InvalidRecordError(f"job status {status!r} is not one of {JOB_STATUSES}")
+        async with self.sessions() as session, session.begin():
+            job = await session.get(RetrainJob, job_id)
+            if job is None:
+                raise NotFoundError(f"no retraining job {job_id}")
+            job.status, job.log, job.finished_at = status, log, utcnow()
+            job.model_version_id = model_version_id
+            return job
+
+    async def recent_jobs(self, limit: int = 5) -> list[RetrainJob]:
+        """The newest retraining jobs, newest first."""
+        async with self.sessions() as session:
+            return list(await session.scalars(
+                select(RetrainJob).order_by(RetrainJob.id.desc()).limit(limit)))
+
+    async def fail_unfinished_jobs(self, log: str) -> int:
+        """Mark jobs still ``queued`` or ``running`` as failed with ``log`` (after a restart,
+        nothing runs them any more); returns how many."""
+        async with self.sessions() as session, session.begin():
+            result = await session.execute(
+                update(RetrainJob).where(RetrainJob.status.in_(("queued", "running")))
+                .values(status="failed", log=log, finished_at=utcnow()))
+            return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _fill_gaps(track: Track, values: Mapping[str, Any]) -> None:

@@ -1,8 +1,10 @@
 """Discord interactions without a gateway or HTTP, in the manner of discord.py's own tests.
 
-:class:`FakeInteraction` is a real :class:`discord.Interaction` built from the payload Discord
-would send (a slash command, an autocomplete, a button press); only its two outlets are
-replaced: ``response`` and ``followup`` record what the bot sends instead of posting it.
+:class:`FakeInteraction` is the console's :class:`~bot.discord.console.interaction.
+ConsoleInteraction` (a real :class:`discord.Interaction` built from the payload Discord would
+send, whose ``response`` and ``followup`` record what the bot sends) with the tests' ids: a
+fixed application and guild, and ids from a counter, so that every interaction of a test is
+made at the same instant (cooldowns do not expire during a test).
 :func:`invoke` hands an interaction to a command tree the way discord.py's gateway handler
 does, so option parsing, checks (cooldowns), autocomplete and the error handlers all run.
 """
@@ -10,126 +12,29 @@ does, so option parsing, checks (cooldowns), autocomplete and the error handlers
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
 from typing import Any
 
 import discord
-from discord import app_commands
-from discord.utils import MISSING
+
+from bot.discord.console import interaction as console
+from bot.discord.console.interaction import Sent, command_data, component_data, invoke
 
 APPLICATION_ID = 4242
 GUILD_ID = 777
+CHANNEL_ID = 555
 _ids = itertools.count(10_000)
+#: The recording outlets, under the names the tests knew them by.
+RecordingResponse = console.ConsoleResponse
+RecordingFollowup = console.ConsoleFollowup
+FakeMessage = console.ConsoleMessage
 
-
-@dataclass
-class Sent:
-    """One thing the bot sent: a deferral, a reply, a follow-up, an edit or autocomplete."""
-
-    kind: str
-    content: str | None = None
-    embeds: list[discord.Embed] = field(default_factory=list)
-    files: list[discord.File] = field(default_factory=list)
-    view: discord.ui.View | None = None
-    ephemeral: bool = False
-    thinking: bool = False
-    choices: list[app_commands.Choice[Any]] = field(default_factory=list)
-
-    @property
-    def embed(self) -> discord.Embed:
-        assert len(self.embeds) == 1, f"{len(self.embeds)} embeds"
-        return self.embeds[0]
-
-    @property
-    def text(self) -> str:
-        """Everything a user can read: content and embeds, as one string."""
-        parts = [self.content or ""]
-        for embed in self.embeds:
-            parts += [embed.title or "", embed.description or "",
-                      embed.footer.text or ""]
-            parts += [f"{f.name} {f.value}" for f in embed.fields]
-        return "\n".join(parts)
-
-
-def _listed(one: Any, many: Any) -> list[Any]:
-    if many is not MISSING and many is not None:
-        return list(many)
-    return [] if one is MISSING or one is None else [one]
-
-
-class RecordingResponse(discord.InteractionResponse[Any]):
-    """An interaction's response that records instead of calling Discord (one response only,
-    as Discord allows)."""
-
-    def __init__(self, parent: FakeInteraction) -> None:
-        super().__init__(parent)
-        self.log = parent.sent
-
-    def _once(self, kind: discord.InteractionResponseType) -> None:
-        if self._response_type:
-            raise discord.InteractionResponded(self._parent)
-        self._response_type = kind
-
-    async def defer(self, *, ephemeral: bool = False, thinking: bool = False) -> None:
-        self._once(discord.InteractionResponseType.deferred_channel_message)
-        self.log.append(Sent("defer", ephemeral=ephemeral, thinking=thinking))
-
-    async def send_message(self, content: Any = None, *, embed: Any = MISSING,
-                           embeds: Any = MISSING, file: Any = MISSING, files: Any = MISSING,
-                           view: Any = MISSING, ephemeral: bool = False,
-                           **_: Any) -> None:
-        self._once(discord.InteractionResponseType.channel_message)
-        self.log.append(Sent("message", content, _listed(embed, embeds), _listed(file, files),
-                             None if view is MISSING else view, ephemeral))
-
-    async def edit_message(self, *, content: Any = MISSING, embed: Any = MISSING,
-                           embeds: Any = MISSING, view: Any = MISSING, **_: Any) -> None:
-        self._once(discord.InteractionResponseType.message_update)
-        self.log.append(Sent("edit", None if content is MISSING else content,
-                             _listed(embed, embeds), view=None if view is MISSING else view))
-
-    async def autocomplete(self, choices: Any) -> None:
-        self._once(discord.InteractionResponseType.autocomplete_result)
-        self.log.append(Sent("autocomplete", choices=list(choices)))
-
-
-class FakeMessage:
-    """What ``followup.send(wait=True)`` returns: a message that records its edits."""
-
-    def __init__(self, log: list[Sent]) -> None:
-        self.log = log
-
-    async def edit(self, **kwargs: Any) -> FakeMessage:
-        self.log.append(Sent("message edit", view=kwargs.get("view")))
-        return self
-
-
-class RecordingFollowup:
-    """An interaction's follow-up webhook that records instead of calling Discord."""
-
-    def __init__(self, parent: FakeInteraction) -> None:
-        self.parent = parent
-
-    async def send(self, content: Any = None, *, embed: Any = MISSING, embeds: Any = MISSING,
-                   file: Any = MISSING, files: Any = MISSING, view: Any = MISSING,
-                   ephemeral: bool = False, wait: bool = False, **_: Any) -> FakeMessage:
-        if not self.parent.response.is_done():
-            raise AssertionError("a follow-up before any response: Discord answers 404")
-        self.parent.sent.append(Sent("followup", content, _listed(embed, embeds),
-                                     _listed(file, files), None if view is MISSING else view,
-                                     ephemeral))
-        return FakeMessage(self.parent.sent)
+__all__ = ["APPLICATION_ID", "GUILD_ID", "FakeInteraction", "FakeMessage", "RecordingFollowup",
+           "RecordingResponse", "Sent", "click", "invoke", "log_in"]
 
 
 def log_in(client: discord.Client) -> None:
     """Give the client the user it would have after logging in (guild payloads need it)."""
-    client._connection.user = discord.ClientUser(
-        state=client._connection, data={**_user(APPLICATION_ID), "bot": True})  # type: ignore
-
-
-def _user(user_id: int) -> dict[str, Any]:
-    return {"id": str(user_id), "username": f"user{user_id}", "discriminator": "0",
-            "global_name": None, "avatar": None}
+    console.log_in(client, APPLICATION_ID)
 
 
 def _option(name: str, value: Any, *, focused: bool = False) -> dict[str, Any]:
@@ -143,7 +48,7 @@ def _option(name: str, value: Any, *, focused: bool = False) -> dict[str, Any]:
     return option
 
 
-class FakeInteraction(discord.Interaction[Any]):
+class FakeInteraction(console.ConsoleInteraction):
     """A real interaction from a Discord payload whose replies are recorded in :attr:`sent`.
 
     Build one with :meth:`slash`, :meth:`typing` (autocomplete) or :meth:`press` (a button).
@@ -153,33 +58,9 @@ class FakeInteraction(discord.Interaction[Any]):
     def __init__(self, client: discord.Client, kind: discord.InteractionType,
                  data: dict[str, Any], *, user_id: int = 1, guild_id: int | None = GUILD_ID,
                  permissions: discord.Permissions | None = None) -> None:
-        self.sent: list[Sent] = []
-        payload: dict[str, Any] = {
-            "id": str(next(_ids)), "application_id": str(APPLICATION_ID), "token": "",
-            "version": 1, "type": kind.value, "data": data, "locale": "en-US",
-            "attachment_size_limit": 8 * 1024 * 1024,
-            "channel": {"id": "555", "type": 0 if guild_id else 1, "name": "music",
-                        "position": 0, "permission_overwrites": [], "nsfw": False,
-                        "parent_id": None, "recipients": [_user(user_id)]}}
-        if guild_id is not None:
-            payload["guild_id"] = str(guild_id)
-            payload["member"] = {
-                "user": _user(user_id), "roles": [], "joined_at": "2024-01-01T00:00:00+00:00",
-                "deaf": False, "mute": False, "flags": 0,
-                "permissions": str((permissions or discord.Permissions.none()).value)}
-        else:
-            payload["user"] = _user(user_id)
-        super().__init__(data=payload, state=client._connection)  # type: ignore[arg-type]
-        self._recording = RecordingResponse(self)
-        self._followup = RecordingFollowup(self)
-
-    @property
-    def response(self) -> RecordingResponse:  # type: ignore[override]
-        return self._recording
-
-    @property
-    def followup(self) -> RecordingFollowup:  # type: ignore[override]
-        return self._followup
+        super().__init__(client, kind, data, user_id=user_id, guild_id=guild_id,
+                         channel_id=CHANNEL_ID, application_id=APPLICATION_ID,
+                         permissions=permissions, interaction_id=next(_ids))
 
     @classmethod
     def slash(cls, client: discord.Client, path: str, /, **options: Any) -> FakeInteraction:
@@ -189,50 +70,25 @@ class FakeInteraction(discord.Interaction[Any]):
         """
         who = {k: options.pop(k) for k in ("user_id", "guild_id", "permissions")
                if k in options}
-        data = _nest(path, [_option(k, v) for k, v in options.items()])
+        data = command_data(path, [_option(k, v) for k, v in options.items()])
         return cls(client, discord.InteractionType.application_command, data, **who)
 
     @classmethod
     def typing(cls, client: discord.Client, path: str, /, focused: str, value: str,
-                     **options: Any) -> FakeInteraction:
+               **options: Any) -> FakeInteraction:
         """An autocomplete request while the user types ``value`` into option ``focused``."""
         who = {k: options.pop(k) for k in ("user_id", "guild_id") if k in options}
         listed = [_option(k, v) for k, v in options.items()]
         listed.append(_option(focused, value, focused=True))
-        return cls(client, discord.InteractionType.autocomplete, _nest(path, listed), **who)
+        return cls(client, discord.InteractionType.autocomplete, command_data(path, listed),
+                   **who)
 
     @classmethod
     def press(cls, client: discord.Client, item: discord.ui.Item[Any] | None = None, *,
               values: list[str] | None = None, **who: Any) -> FakeInteraction:
         """A button press, or a select's choice of ``values`` (see :func:`click`)."""
-        data: dict[str, Any] = {"custom_id": getattr(item, "custom_id", "x"),
-                                "component_type": 2 if values is None else 3}
-        if values is not None:
-            data["values"] = values
-        return cls(client, discord.InteractionType.component, data, **who)
-
-
-def _nest(path: str, options: list[dict[str, Any]]) -> dict[str, Any]:
-    """The chat-input payload of ``"group sub"`` with ``options`` on the innermost command."""
-    names = path.split()
-    for name in reversed(names[1:]):
-        options = [{"type": discord.AppCommandOptionType.subcommand.value, "name": name,
-                    "options": options}]
-    return {"type": discord.AppCommandType.chat_input.value, "name": names[0],
-            "id": str(hash(names[0]) & 0xFFFF), "options": options}
-
-
-async def invoke(tree: app_commands.CommandTree[Any], interaction: discord.Interaction[Any]
-                 ) -> None:
-    """Run an interaction through the tree as the gateway handler does.
-
-    discord.py's test drives ``CommandTree.call``; since 2.0 it is ``_call``, wrapped by
-    ``_from_interaction`` exactly like this (the wrapper itself only schedules a task).
-    """
-    try:
-        await tree._call(interaction)
-    except app_commands.AppCommandError as error:
-        await tree._dispatch_error(interaction, error)
+        return cls(client, discord.InteractionType.component, component_data(item, values),
+                   **who)
 
 
 async def click(view: discord.ui.View, item: discord.ui.Item[Any],
@@ -246,5 +102,5 @@ async def click(view: discord.ui.View, item: discord.ui.Item[Any],
     if interaction is None:
         assert client is not None, "give the interaction"
         interaction = FakeInteraction.press(client, item, **who)
-    await view._scheduled_task(item, interaction)
+    await console.press(view, item, interaction)
     return interaction
