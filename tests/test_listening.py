@@ -33,6 +33,7 @@ from bot.service.listening import (
 from bot.service.mood import TrackMood
 from bot.service.player import (
     OutsideMusicRoot,
+    PlayerError,
     PlayerUnavailable,
     QueuedTrack,
     local_pick,
@@ -247,6 +248,27 @@ async def test_fake_classifies_ahead_once_and_records_plays(
     player.play(1)
     await listener.step()
     assert service.recommendations.plays == [("fake:1", [0]), ("fake:1", [1])]
+
+
+async def test_fake_every_mode_annotates_and_a_refusal_outside_annotate_mode_stops_it(
+        fake: tuple[FakePlayer, FakeService]) -> None:
+    player, service = fake
+    annotated: list[str] = []
+
+    async def note(track: QueuedTrack, mood: TrackMood) -> None:
+        annotated.append(track.uri)
+        if track.uri == "t1.flac":
+            raise PlayerError("sticker database disabled")
+
+    events = Events()
+    listener = Listener(player, service, ListenConfig(mode="suggest", ahead=3),
+                        report=events, annotate=note)
+    for i in range(4):
+        player.queue_uri(f"t{i}.flac")
+    await listener.step()
+    assert annotated == ["t0.flac", "t1.flac"]  # t2, t3: annotation stopped after the refusal
+    assert events.messages("problem") == ["cannot annotate t1: sticker database disabled"]
+    assert events.messages("info") == ["annotation is off for this run (the player refused it)"]
 
 
 async def test_fake_a_track_without_a_file_is_reported_once_and_the_rest_goes_on(

@@ -2,7 +2,7 @@
 
 ``mer listen`` (in :mod:`bot.cli.listen`) runs this front-end as ``python -m bot.player listen``
 in a child process, since front-ends never import each other. It connects to MPD, creates the
-service, and runs the listener; in ``annotate`` mode it writes each classified track's mood,
+service, and runs the listener; in every mode it writes each classified track's mood,
 valence and arousal as MPD stickers, so any MPD client can search by mood
 (``sticker find song "" mood = calm``). What happens is drawn as a one-line live status in a
 terminal, and as plain lines otherwise; problems always get a line of their own on stderr.
@@ -186,8 +186,7 @@ async def listen(settings: Settings, config: ListenConfig, *, status: StatusLine
         async def stickers(track: QueuedTrack, mood: TrackMood) -> None:
             await player.set_stickers(track.uri, mood_stickers(mood))
 
-        annotate = stickers if config.mode == "annotate" else None
         status(ListenEvent("info", f"listening to {player.scope} ({config.mode}); "
                                    "Ctrl-C stops"))
-        listener = Listener(player, service, config, report=status, annotate=annotate)
+        listener = Listener(player, service, config, report=status, annotate=stickers)
         await listener.run()

@@ -8,11 +8,13 @@ the Discord queue). On start and on each change event of the player it
 - classifies the current track and the next ``ahead`` queued tracks before they play
   (listen-ahead); a track that cannot be classified (a stream, no file under the music root,
   audio that cannot be decoded) is reported once, on one line, and the listener goes on;
+- hands each newly classified track to an optional annotation hook (the MPD front-end
+  writes the mood, valence and arousal as stickers), in every mode; outside ``annotate``
+  mode a refused annotation is reported once and annotation stops for the run;
 - then acts according to its mode:
 
   ``annotate``
-      hands each classified track to an optional hook (the MPD front-end writes the mood,
-      valence and arousal as stickers);
+      nothing more: classify ahead and annotate;
   ``suggest``
       when a track starts, reports three stored tracks whose mood matches it;
   ``autodj``
@@ -374,7 +376,7 @@ class Listener:
             self._moods.popitem(last=False)
         self._emit("classified", f"classified {track_label(track)}: {describe_mood(mood)}",
                    track=track, mood=mood)
-        if self.config.mode == "annotate" and self._annotate is not None:
+        if self._annotate is not None:
             await self._annotate_track(track, mood)
         return mood
 
@@ -391,6 +393,9 @@ class Listener:
             raise
         except (PlayerError, ValueError) as exc:
             self._emit("problem", f"cannot annotate {track_label(track)}: {exc}", track=track)
+            if self.config.mode != "annotate":  # a side job here: say it once, then stop
+                self._annotate = None
+                self._emit("info", "annotation is off for this run (the player refused it)")
             return
         self._emit("annotated", f"annotated {track_label(track)} as {mood.result.mood}",
                    track=track, mood=mood)
@@ -404,7 +409,7 @@ class Listener:
         except ServiceError as exc:
             self._emit("problem", f"no suggestions like {track_label(current)}: {exc}")
             return
-        names = "; ".join(f"{p.track.artist} - {p.track.title} ({mood_name(p.track.quadrant)})"
+        names = "; ".join(f"{_pick_name(p)} ({mood_name(p.track.quadrant)})"
                           for p in picks) or "none"
         self._emit("suggested", f"like {track_label(current)}: {names}", track=current,
                    mood=mood, picks=tuple(picks))
@@ -456,7 +461,7 @@ class Listener:
             if artist:
                 artists[artist] += 1
             reason = f"auto-DJ, like {seed.title} ({seed.result.mood}): {pick.reason}"
-            self._emit("added", f"added {pick.track.artist} - {pick.track.title} "
+            self._emit("added", f"added {_pick_name(pick)} "
                                 f"({mood_name(pick.track.quadrant)}): {reason}",
                        picks=(pick,), reason=reason)
         if added < missing and not self._short_reported:
@@ -505,7 +510,7 @@ class Listener:
                 continue
             plan.queued += 1
             reason = f"journey to {self.config.to}, {pick.reason}"
-            self._emit("added", f"added {pick.track.artist} - {pick.track.title} "
+            self._emit("added", f"added {_pick_name(pick)} "
                                 f"({mood_name(pick.track.quadrant)}): {reason}",
                        track=current, picks=(pick,), reason=reason)
             return
@@ -542,6 +547,12 @@ def _candidate(mood: TrackMood) -> Candidate:
     embedding = tuple(result.embedding) if result.embedding else None
     return Candidate(mood.track_id, mood.title, mood.artist, result.quadrant.value,
                      result.valence, result.arousal, result.confidence, embedding)
+
+
+def _pick_name(pick: Pick) -> str:
+    """``Artist - Title``, or the title alone."""
+    track = pick.track
+    return f"{track.artist} - {track.title}" if track.artist else track.title
 
 
 def _artist_key(artist: str | None) -> str:
