@@ -5,11 +5,13 @@ Usage::
     .venv/bin/python bench/recommend.py [--seeds 10] [--no-write]
 
 The "stored moods" are out-of-fold predictions: every clip was predicted by a model that did
-not see its fold (runs/musicnn/oof-msd+mtt-logreg-w3p1.csv, and runs/ens/oof_ensemble.npy
-when present); the truth is the dataset's quadrant. The "like" embedding is the musicnn
-MSD+MTT clip embedding (3 serving windows, centre patch, mean+std: 800 values) read from the
-cache of train/musicnn_embed.py. Prints the tables and writes them into docs/RECOMMENDER.md
-between the bench markers.
+not see its fold: the shipped three-model fusion (runs/r3-noaug/oof_fused.npy, from
+``python -m train all``) when present, then runs/musicnn/oof-msd+mtt-logreg-w3p1.csv and
+runs/ens/oof_ensemble.npy when present; the truth is the dataset's quadrant. The "like"
+embedding is what the service stores with each prediction: the musicnn clip embedding of the
+shipped head (``--embedding msd``: MSD network, 3 serving windows, centre patch, mean+std:
+400 values), or MSD+MTT (800 values), read from the cache of train/musicnn_embed.py. Prints
+the tables and writes them into docs/RECOMMENDER.md between the bench markers.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from bot.recommend.journey import Path as MoodPath  # noqa: E402
 from bot.recommend.values import ranking  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "4q"
+FUSED_OOF = ROOT / "runs" / "r3-noaug" / "oof_fused.npy"
 MUSICNN_OOF = ROOT / "runs" / "musicnn" / "oof-msd+mtt-logreg-w3p1.csv"
 ENSEMBLE_OOF = ROOT / "runs" / "ens" / "oof_ensemble.npy"
 CACHE = ROOT / ".cache" / "musicnn"
@@ -61,21 +64,26 @@ def load() -> tuple[list[dict[str, str]], dict[str, set[str]]]:
 
 def predictions(rows: list[dict[str, str]]) -> dict[str, np.ndarray]:
     """Out-of-fold probabilities (720, 4) in splits.csv order, by name."""
-    with MUSICNN_OOF.open(newline="", encoding="utf-8") as f:
-        by_id = {r["song_id"]: [float(r[q]) for q in QUADRANTS] for r in csv.DictReader(f)}
-    out = {"musicnn logreg (w3p1)": np.array([by_id[r["song_id"]] for r in rows])}
+    out: dict[str, np.ndarray] = {}
+    if FUSED_OOF.is_file():
+        out["shipped fusion (CLDNN + ensemble + musicnn head)"] = np.load(FUSED_OOF)
+    if MUSICNN_OOF.is_file():
+        with MUSICNN_OOF.open(newline="", encoding="utf-8") as f:
+            by_id = {r["song_id"]: [float(r[q]) for q in QUADRANTS] for r in csv.DictReader(f)}
+        out["musicnn MSD+MTT logreg (w3p1)"] = np.array([by_id[r["song_id"]] for r in rows])
     if ENSEMBLE_OOF.is_file():
         out["descriptor ensemble"] = np.load(ENSEMBLE_OOF)
     return out
 
 
-def embeddings(rows: list[dict[str, str]]) -> np.ndarray | None:
-    """MSD+MTT clip embeddings (720, 800) in splits.csv order, or None without the cache."""
+def embeddings(rows: list[dict[str, str]], networks: tuple[str, ...] = ("msd",)
+               ) -> np.ndarray | None:
+    """Clip embeddings (720, 400 per network) in splits.csv order, or None without the cache."""
     for path in sorted(CACHE.glob("4q-*.npz")):
         with np.load(path) as cache:
             if list(cache["song_ids"]) != [r["song_id"] for r in rows]:
                 continue
-            parts = [cache[k][:, PATCHES, :] for k in ("msd", "mtt")]
+            parts = [cache[k][:, PATCHES, :] for k in networks]
         return np.concatenate([np.concatenate([p.mean(axis=1), p.std(axis=1)], axis=1)
                                for p in parts], axis=1)
     return None
@@ -248,17 +256,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10, help="seeds per list and journey")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--embedding", choices=("msd", "msd+mtt"), default="msd",
+                        help="the 'like' embedding: msd is what the shipped head stores")
     args = parser.parse_args()
     start = time.perf_counter()
     rows, genre_map = load()
     truth = [r["quadrant"] for r in rows]
     folds = np.array([int(r["fold"]) for r in rows])
-    emb = embeddings(rows)
+    networks = tuple(args.embedding.split("+"))
+    emb = embeddings(rows, networks)
     gscore = genre_scores(rows, genre_map)
     genres = [genre_map[r["song_id"]] for r in rows]
-    parts = [f"Command: `.venv/bin/python bench/recommend.py --seeds {args.seeds}` "
-             f"(720 clips, {len(set(r['artist'] for r in rows))} artists; embedding: "
-             f"{'musicnn MSD+MTT, 800 values' if emb is not None else 'none (no cache)'})."]
+    described = (f"musicnn {args.embedding.upper()}, {400 * len(networks)} values"
+                 if emb is not None else "none (no cache)")
+    parts = [f"Command: `.venv/bin/python bench/recommend.py --seeds {args.seeds} --embedding "
+             f"{args.embedding}` (720 clips, {len(set(r['artist'] for r in rows))} artists; "
+             f"embedding: {described})."]
     for name, proba in predictions(rows).items():
         lib = candidates(rows, proba, emb)
         acc = np.mean([c.quadrant == t for c, t in zip(lib, truth, strict=True)])
