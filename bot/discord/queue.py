@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.discord.models import Guild, QueueEntry
 from bot.service import ServiceError, utcnow
 from bot.service.player import SUBSYSTEMS, PlayerError, QueuedTrack
-from bot.service.tracks import parse_ref, track_ref
+from bot.service.tracks import TrackName, parse_ref, track_ref
 
 if TYPE_CHECKING:
     from bot.service import MoodService
@@ -50,8 +50,8 @@ _ACTIVE: Final = ("playing", "queued")
 
 
 @dataclass(frozen=True)
-class QueueItem:
-    """One entry of a guild's queue.
+class QueueItem(TrackName):
+    """One entry of a guild's queue: a stored track (:class:`TrackName`) and its place.
 
     Attributes
     ----------
@@ -59,28 +59,13 @@ class QueueItem:
         The queue entry's id (stable while it is queued).
     position : int
         0 for the current track, then 1, 2, ... for those waiting.
-    track_id : int
-        The stored track.
-    title, artist : str
-        Its tags (``artist`` may be empty).
-    duration_s : float or None
-        Its length, when known.
     requested_by : str
         Who queued it: a Discord user's id, or :data:`AUTO_DJ`.
     """
 
     entry_id: int
     position: int
-    track_id: int
-    title: str
-    artist: str
-    duration_s: float | None
     requested_by: str
-
-    @property
-    def name(self) -> str:
-        """``Artist - Title``, or the title alone."""
-        return f"{self.artist} - {self.title}" if self.artist else self.title
 
     @property
     def playing(self) -> bool:
@@ -134,13 +119,16 @@ class GuildQueues:
         playing = bool(rows) and rows[0].state == "playing"
         items = []
         for i, row in enumerate(rows):
-            known = names.get(row.track_id)
-            items.append(QueueItem(
-                row.id, i if playing else i + 1, row.track_id,
-                known.title if known else f"track {row.track_id}",
-                known.artist if known else "", known.duration_s if known else None,
-                row.requested_by))
+            known = names.get(row.track_id) or TrackName(row.track_id, f"track {row.track_id}",
+                                                          "", None)
+            items.append(QueueItem(known.track_id, known.title, known.artist, known.duration_s,
+                                   entry_id=row.id, position=i if playing else i + 1,
+                                   requested_by=row.requested_by))
         return items
+
+    async def waiting(self, guild_id: int) -> list[QueueItem]:
+        """The tracks waiting after the current one, in order (position 1 first)."""
+        return [item for item in await self.items(guild_id) if not item.playing]
 
     async def current(self, guild_id: int) -> QueueItem | None:
         """The guild's current track (None when the queue is empty)."""
@@ -261,7 +249,7 @@ class GuildQueues:
         ServiceError
             No track waits at that position.
         """
-        waiting = [i for i in await self.items(guild_id) if not i.playing]
+        waiting = await self.waiting(guild_id)
         if not 1 <= position <= len(waiting):
             where = f"positions 1 to {len(waiting)}" if waiting else "nothing is waiting"
             raise ServiceError(f"no track at position {position} ({where})")

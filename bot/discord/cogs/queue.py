@@ -215,7 +215,7 @@ class Queue(commands.GroupCog, name=QUEUE_COG, group_name="queue",
                      position: app_commands.Range[int, 1, 10_000]) -> None:
         """Take a waiting track out of the queue (yours, or any with Manage Server)."""
         guild_id = _guild(interaction)
-        waiting = [i for i in await self.queues.items(guild_id) if not i.playing]
+        waiting = await self.queues.waiting(guild_id)
         if 1 <= position <= len(waiting):
             _check_owner(interaction, waiting[position - 1], "remove")
         item = await self.queues.remove(guild_id, position)
@@ -228,7 +228,7 @@ class Queue(commands.GroupCog, name=QUEUE_COG, group_name="queue",
     async def clear(self, interaction: Interaction) -> None:
         """Remove every waiting track (the current one plays on)."""
         guild_id = _guild(interaction)
-        waiting = [i for i in await self.queues.items(guild_id) if not i.playing]
+        waiting = await self.queues.waiting(guild_id)
         others = {i.requested_by for i in waiting} - {str(interaction.user.id), AUTO_DJ}
         if others and not _manages(interaction):
             raise ServiceError("Tracks of others are waiting: clearing them needs the Manage "
