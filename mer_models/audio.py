@@ -38,6 +38,10 @@ AudioSource: TypeAlias = str | os.PathLike[str] | bytes
 
 #: Peak level (linear, full scale 1.0) under which the analysed audio counts as silence (-80 dBFS).
 SILENCE_PEAK = 1e-4
+#: Peak level above which decoded samples are garbage, not loud audio (+120 dBFS). Float files
+#: may exceed full scale, some by the int16 range (3.3e4) when written unnormalised; features
+#: stay finite up to here and overflow float32 far above it.
+MAX_PEAK = 1e6
 #: Seconds an ffmpeg decode may take before it is abandoned.
 FFMPEG_TIMEOUT_S = 60.0
 
@@ -127,6 +131,12 @@ def load_windows(
         The input is shorter than ``config.min_duration``.
     SilentAudioError
         The analysed audio peaks below -80 dBFS.
+
+    Notes
+    -----
+    Samples that are not finite (NaN, infinity) or that reach :data:`MAX_PEAK` are refused
+    with an :class:`AudioDecodeError`: they are corrupt data, and the features of such
+    windows would not be finite.
     """
     config = config or AnalysisConfig()
     label = name or source_name(source)
@@ -137,7 +147,7 @@ def load_windows(
         sf_reason = str(exc).split(": ", 1)[-1] if str(exc) else type(exc).__name__
         samples = _decode_with_ffmpeg(source, label, config, sf_reason)
         result = _windows_from_samples(samples, label, config, decoder="ffmpeg")
-    if float(np.max(np.abs(result.windows))) < SILENCE_PEAK:
+    if _check_level(result.windows, label) < SILENCE_PEAK:
         raise SilentAudioError(label, "the audio is silent (peak below -80 dBFS)")
     return result
 
@@ -178,7 +188,20 @@ def load_audio(
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         samples = _decode_with_ffmpeg(source, label, config, str(exc))
     _check_duration(len(samples), label, config)
+    _check_level(samples, label)
     return samples
+
+
+def _check_level(samples: NDArray[np.float32], label: str) -> float:
+    """The peak of decoded samples, refusing corrupt ones (not finite, far past full scale)."""
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    if not np.isfinite(peak):
+        raise AudioDecodeError(label, "decoded samples are not finite (NaN or infinity): "
+                                      "corrupt float data")
+    if peak > MAX_PEAK:
+        raise AudioDecodeError(label, f"decoded samples reach {peak:.3g}, far beyond full "
+                                      "scale (1.0): corrupt float data")
+    return peak
 
 
 def _check_input(source: AudioSource, label: str) -> None:
@@ -296,8 +319,10 @@ def _check_duration(n_samples: int, label: str, config: AnalysisConfig) -> None:
         raise EmptyAudioError(label, "the input decodes to no audio samples")
     seconds = n_samples / config.sample_rate
     if seconds < config.min_duration:
+        # Rounded down: 2.998 s is not "3.00 s long; at least 3 s needed".
+        shown = np.floor(seconds * 100) / 100
         raise AudioTooShortError(
-            label, f"the audio is {seconds:.2f} s long; at least {config.min_duration:g} s needed"
+            label, f"the audio is {shown:.2f} s long; at least {config.min_duration:g} s needed"
         )
 
 
@@ -333,6 +358,10 @@ def _decode_with_ffmpeg(
     samples = np.frombuffer(proc.stdout[: len(proc.stdout) // 4 * 4], dtype="<f4").copy()
     detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
     if not len(samples) and (proc.returncode != 0 or detail):
+        if any("matches no streams" in line for line in detail):
+            # A container ffmpeg reads (an image, a silent video) with no audio in it; its
+            # last line is only a hint about the -map option.
+            raise AudioDecodeError(label, "no audio stream in it (not an audio file)")
         reason = detail[-1] if detail else f"ffmpeg exit status {proc.returncode}"
         if path in reason:  # ffmpeg prefixes the path; keep the message short
             reason = reason.split(": ", 1)[-1]

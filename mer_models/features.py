@@ -20,7 +20,9 @@ import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
 
+from mer_models.audio import MAX_PEAK
 from mer_models.config import AnalysisConfig
+from mer_models.errors import ParameterError
 
 # Krumhansl-Kessler key profiles (probe-tone ratings), C major / C minor.
 _MAJOR_PROFILE: Final = np.array(
@@ -91,8 +93,15 @@ def extract_features(windows: NDArray[np.float32], config: AnalysisConfig) -> Fe
     Returns
     -------
     Features
+        Every value finite.
+
+    Raises
+    ------
+    ParameterError
+        ``windows`` is not of that shape, or holds samples that are not finite or that reach
+        :data:`mer_models.audio.MAX_PEAK` (the decoder refuses such audio).
     """
-    windows = np.ascontiguousarray(windows, dtype=np.float32)
+    windows = _checked_windows(windows, config)
     stft = librosa.stft(windows, n_fft=config.n_fft, hop_length=config.hop_length,
                         center=True)
     magnitude = np.abs(stft)
@@ -101,6 +110,25 @@ def extract_features(windows: NDArray[np.float32], config: AnalysisConfig) -> Fe
     logmel = _to_db(mel, config.db_floor)
     descriptors = _descriptors(windows, magnitude, power, mel, logmel, config)
     return Features(logmel.astype(np.float32), descriptors.astype(np.float32))
+
+
+def _checked_windows(windows: NDArray[np.floating], config: AnalysisConfig
+                     ) -> NDArray[np.float32]:
+    array = np.asarray(windows)
+    if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] != config.window_samples:
+        raise ParameterError(f"windows must have shape (n_windows >= 1, "
+                             f"{config.window_samples}), got {array.shape}")
+    if not np.issubdtype(array.dtype, np.floating) and not np.issubdtype(array.dtype,
+                                                                         np.integer):
+        raise ParameterError(f"windows must hold real samples, got dtype {array.dtype}")
+    # In float64: a float32 cast would turn 1e39 into infinity and the message into nonsense.
+    peak = float(np.max(np.abs(array.astype(np.float64))))
+    if not np.isfinite(peak):
+        raise ParameterError("windows hold samples that are not finite (NaN or infinity)")
+    if peak > MAX_PEAK:
+        raise ParameterError(f"windows hold samples reaching {peak:.3g}, beyond {MAX_PEAK:g} "
+                             "(full scale is 1.0)")
+    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 def clip_descriptors(descriptors: NDArray[np.floating]) -> NDArray[np.float32]:

@@ -36,7 +36,7 @@ from bot.sources.local import LocalSource
 from bot.sources.models import Preview, Provider
 from bot.sources.resolver import PreviewResolver, ResolverConfig
 from bot.storage.engine import make_sessionmaker
-from bot.storage.errors import ModelConflictError
+from bot.storage.errors import ModelConflictError, StorageError
 from bot.storage.migrate import check_schema, database_revision, upgrade_async
 from bot.storage.models import Prediction
 from bot.storage.store import Store, StoredAnalysis, file_fingerprint
@@ -462,8 +462,12 @@ class MoodService:
             raise ServiceError(getattr(outcome, "reason", None) or str(outcome)) from outcome
         if isinstance(outcome, Exception):
             raise ServiceError("internal error while classifying") from outcome
-        stored = await self.store.record_analysis(
-            track_record(preview), prediction_record(outcome), feature_records(outcome, info))
+        try:
+            stored = await self.store.record_analysis(
+                track_record(preview), prediction_record(outcome),
+                feature_records(outcome, info))
+        except StorageError as exc:  # locked past the busy timeout, disk full, ...
+            raise ServiceError(f"the result could not be stored: {exc}") from exc
         track = stored.track
         return TrackMood(track.id, track.title, track.artist or "", preview.provider,
                          outcome, cached=False)

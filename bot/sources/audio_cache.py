@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.sources.errors import AudioCacheError
 from bot.sources.sniff import sniff_audio
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,12 @@ class AudioCache:
         Returns
         -------
         CachedAudio
+
+        Raises
+        ------
+        AudioCacheError
+            The file could not be written (disk full, no permission); no partial file is
+            left and the cached files are untouched.
         """
         sha = hashlib.sha256(data).hexdigest()
         hit = self.get(sha)
@@ -123,8 +130,20 @@ class AudioCache:
             return hit
         ext = (ext or sniff_audio(data[:12]) or "bin").lstrip(".").lower()
         shard = self.directory / sha[:2]
-        shard.mkdir(parents=True, exist_ok=True)
         path = shard / f"{sha}.{ext}"
+        try:
+            shard.mkdir(parents=True, exist_ok=True)
+            self._write(shard, path, data)
+        except OSError as exc:
+            raise AudioCacheError("cache", f"cannot store {len(data)} bytes in "
+                                           f"{self.directory}: "
+                                           f"{exc.strerror or type(exc).__name__}") from exc
+        self.evict(keep=path)
+        return CachedAudio(path, sha)
+
+    @staticmethod
+    def _write(shard: Path, path: Path, data: bytes) -> None:
+        """Write ``data`` to ``path`` through a temporary file, removed if anything fails."""
         fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=shard)
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -133,8 +152,6 @@ class AudioCache:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        self.evict(keep=path)
-        return CachedAudio(path, sha)
 
     def evict(self, *, keep: Path | None = None) -> int:
         """Remove least recently used files until the cache fits its cap.

@@ -66,6 +66,13 @@ class NotAudioError(SourceError):
     """The content is not audio (an HTML page, JSON, unknown bytes) or arrived truncated."""
 
 
+class AudioCacheError(SourceError):
+    """The audio cache could not store a download (disk full, no permission).
+
+    Nothing partial is left in the cache and the files already there are untouched.
+    """
+
+
 class NoPreviewError(TrackNotFoundError):
     """Every preview source failed for a track.
 

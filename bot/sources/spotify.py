@@ -6,7 +6,9 @@ request is refused (HTTP 403) is remembered for the life of the process and neve
 
 spotipy is synchronous (``requests``), so every call runs in a worker thread. Retries are done
 here, not by spotipy's urllib3 adapter, which would sleep for any ``Retry-After`` Spotify
-sends (sometimes hours) and turn every 5xx into a bare 429.
+sends (sometimes hours) and turn every 5xx into a bare 429. Every answer is read with a byte
+cap and a deadline (:class:`_CappedSession`): requests' own timeout limits each socket read,
+not the whole answer.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import asyncio
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import requests
 import spotipy
+import urllib3.exceptions
 from pydantic import SecretStr
 from spotipy.cache_handler import MemoryCacheHandler
 from spotipy.exceptions import SpotifyException, SpotifyOauthError
@@ -45,6 +49,9 @@ _URL_RE = re.compile(
     rf"^(?:https?://)?open\.spotify\.com/(?:intl-[\w-]+/)?(?:embed/)?track/(?P<id>{_ID})"
     r"(?:[/?#].*)?$")
 _SECRET_RE = re.compile(r"(Basic|Bearer)\s+[A-Za-z0-9+/=._~-]+")
+#: Largest answer accepted from the API, in bytes (a page of search results is a few kB).
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+_READ_CHUNK = 64 * 1024
 
 
 def parse_spotify_track_id(text: str) -> str | None:
@@ -85,6 +92,69 @@ def _install_log_redaction() -> None:
 
 
 _install_log_redaction()
+
+
+class _AnswerTooLargeError(requests.RequestException):
+    """An answer passed :data:`MAX_ANSWER_BYTES`; the rest of it was not read."""
+
+
+class _CappedSession(requests.Session):
+    """A session that reads every answer in full before spotipy sees it, within a byte cap
+    and a deadline for the whole request.
+
+    requests' timeout bounds each socket read, so a server dripping one byte per read
+    timeout holds the worker thread for as long as it likes, and an endless body fills
+    memory. Here each read takes at most one socket read (``read1``), and the loop stops
+    past ``max_bytes`` or past ``deadline_s`` since the request started.
+
+    Parameters
+    ----------
+    max_bytes : int
+        Largest body accepted (after content decoding).
+    deadline_s : float
+        Time allowed for a whole request: connecting, headers and body.
+    """
+
+    def __init__(self, *, max_bytes: int, deadline_s: float) -> None:
+        super().__init__()
+        self.max_bytes = max_bytes
+        self.deadline_s = deadline_s
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        """Send ``request`` and read its answer (see the class)."""
+        deadline = time.monotonic() + self.deadline_s
+        kwargs["stream"] = True
+        response = super().send(request, **kwargs)
+        # read1 (urllib3 2): at most one socket read per call, so the deadline is checked
+        # between reads of at most the read timeout each.
+        read = getattr(response.raw, "read1", None) or response.raw.read
+        body = bytearray()
+        try:
+            while True:
+                if time.monotonic() > deadline:
+                    raise requests.Timeout(f"the answer took longer than {self.deadline_s:g} s",
+                                           request=request, response=response)
+                chunk = read(_READ_CHUNK)
+                if not chunk:
+                    break
+                body += chunk
+                if len(body) > self.max_bytes:
+                    raise _AnswerTooLargeError(f"the answer is larger than {self.max_bytes} "
+                                               "bytes", request=request, response=response)
+        except BaseException as exc:
+            response.close()
+            # As requests' iter_content translates them (read1 bypasses it).
+            if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+                raise requests.ReadTimeout(exc, request=request) from exc
+            if isinstance(exc, urllib3.exceptions.ProtocolError):
+                raise requests.exceptions.ChunkedEncodingError(exc, request=request) from exc
+            if isinstance(exc, urllib3.exceptions.DecodeError):
+                raise requests.exceptions.ContentDecodingError(exc, request=request) from exc
+            raise
+        response._content = bytes(body)  # what .json() and .text read
+        response._content_consumed = True
+        response.close()  # the body is read: the connection goes back to the pool
+        return response
 
 
 class _ClientCredentials(SpotifyClientCredentials):
@@ -167,7 +237,7 @@ class SpotifySource:
         self.backoff_base_s = backoff_base_s
         # One plain requests session (no urllib3 retries: see the module docstring); the
         # token lives in memory only, never in spotipy's default ./.cache file.
-        self._session = requests.Session()
+        self._session = _CappedSession(max_bytes=MAX_ANSWER_BYTES, deadline_s=timeout_s)
         # The API never redirects; following one could lead the private-network guard astray
         # (this session does not go through HttpClient's per-hop check).
         self._session.max_redirects = 0
@@ -200,6 +270,11 @@ class SpotifySource:
                 raise self._translate_auth(exc) from exc
             except requests.Timeout as exc:
                 raise SourceUnavailableError(SOURCE, f"{what}: timed out") from exc
+            except _AnswerTooLargeError as exc:
+                raise SourceError(SOURCE, f"{what}: {exc}") from exc
+            except requests.exceptions.ChunkedEncodingError as exc:
+                raise SourceUnavailableError(SOURCE, f"{what}: the answer ended early "
+                                                     "(connection dropped)") from exc
             except requests.TooManyRedirects as exc:
                 raise SourceError(SOURCE, f"{what}: the API answered with a redirect, which is "
                                           "not followed") from exc

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.storage.errors import InvalidRecordError, ModelConflictError, NotFoundError, StorageError
@@ -142,6 +142,14 @@ class StoredMood:
     location: str | None
 
 
+def _operational_reason(exc: OperationalError) -> str:
+    """The driver's one-line reason, with what SQLite's "database is locked" means here."""
+    text = str(exc.orig).splitlines()[0] if str(exc.orig) else type(exc.orig).__name__
+    if "locked" in text or "busy" in text:
+        text += ": another program held its write lock past the busy timeout"
+    return text
+
+
 def _check_source(record: TrackRecord) -> None:
     if not record.provider or not record.provider_id:
         raise InvalidRecordError(f"{record.provider or '?'}: empty provider or provider id")
@@ -224,7 +232,8 @@ class Store:
         InvalidRecordError
             Empty provider id, unknown quadrant or feature kind.
         StorageError
-            The write kept losing races (should not happen).
+            The database refused the write (locked by another program past the busy timeout,
+            disk full), or it kept losing races (should not happen). Nothing was stored.
         """
         _check_source(track)
         _check_quadrant(prediction.quadrant)
@@ -244,6 +253,11 @@ class Store:
                 if attempt == _ATTEMPTS - 1:
                     raise StorageError(f"{track.provider}:{track.provider_id}: could not "
                                        f"store the analysis: {exc.orig}") from exc
+            except OperationalError as exc:
+                # The transaction was rolled back: nothing of it is stored.
+                raise StorageError(f"{track.provider}:{track.provider_id}: could not store "
+                                   f"the analysis ({_operational_reason(exc)}); nothing was "
+                                   "stored") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _upsert_track(self, session: AsyncSession, record: TrackRecord) -> Track:

@@ -452,3 +452,82 @@ class FakeFiles(FakeService):
         except ConnectionError:
             pass
         return resp
+
+
+# --- Faults after the headers, for any fake (tests/test_faults.py) --------------------------
+
+
+class BodyFaults:
+    """Makes any fake's real answers go wrong after their headers were sent.
+
+    Create it before the fake starts (it adds a middleware to the fake's application), then
+    :meth:`set` a fault for a path prefix. Kinds:
+
+    ``"drip"``
+        The real body, one byte every :attr:`drip_s` seconds (a slow body: the headers come
+        at once, so only a limit on the whole answer catches it).
+    ``"truncated"``
+        Half of the real body under a ``Content-Length`` announcing all of it, then the
+        connection drops.
+    ``"oversized"``
+        The real body repeated without end (chunked, no ``Content-Length``) until the client
+        hangs up: only a byte cap stops it. :attr:`sent` counts the bytes that left.
+
+    Parameters
+    ----------
+    service : FakeService
+        A fake that has not started yet.
+    drip_s : float
+        Seconds between two bytes of a ``"drip"`` body.
+    """
+
+    KINDS = ("drip", "truncated", "oversized")
+
+    def __init__(self, service: FakeService, *, drip_s: float = 0.05) -> None:
+        self.drip_s = drip_s
+        self.rules: dict[str, str] = {}
+        self.sent: Counter[str] = Counter()
+        service.app.middlewares.append(self._middleware)
+
+    def set(self, prefix: str, kind: str) -> None:
+        """Make every answer under ``prefix`` misbehave as ``kind`` (see the class)."""
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown body fault {kind!r}, not one of {self.KINDS}")
+        self.rules[prefix] = kind
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        kind = next((k for p, k in self.rules.items() if request.path.startswith(p)), None)
+        if kind is None or not isinstance(response, web.Response) \
+                or not isinstance(response.body, bytes | bytearray):
+            return response
+        body = bytes(response.body)
+        out = web.StreamResponse(status=response.status,
+                                 headers={"Content-Type": response.headers.get(
+                                     "Content-Type", "application/octet-stream")})
+        if kind == "truncated":
+            out.content_length = len(body)
+        else:
+            out.enable_chunked_encoding()
+        await out.prepare(request)
+        try:
+            if kind == "truncated":
+                await out.write(body[: len(body) // 2])
+                assert request.transport is not None
+                request.transport.close()
+                return out
+            if kind == "drip":
+                for byte in body:
+                    await out.write(bytes([byte]))
+                    self.sent[request.path] += 1
+                    await asyncio.sleep(self.drip_s)
+            else:
+                block = body * (65_536 // max(len(body), 1) + 1)
+                while True:  # until the client goes away
+                    await out.write(block)
+                    self.sent[request.path] += len(block)
+            await out.write_eof()
+        except ConnectionError:
+            pass
+        return out
