@@ -39,6 +39,8 @@ EXTENSIONS: Final[tuple[str, ...]] = (
 )
 #: The name of the cog that owns the guild queues (see :class:`TrackQueue`).
 QUEUE_COG: Final = "Queue"
+#: What drawing the first chart imports (``freeze_heap`` imports it before freezing).
+CHART_MODULES: Final = ("matplotlib.figure", "matplotlib.backends.backend_agg")
 #: Where ``sync`` publishes: everywhere, to one guild at once (for testing), or nowhere in
 #: one guild (undoing ``here``).
 SyncTarget = Literal["global", "here", "clear"]
@@ -98,6 +100,11 @@ class MoodBot(commands.AutoShardedBot):
         Ask for the privileged message-content intent, which companion mode needs to read
         other bots' messages (``MER_DISCORD_COMPANION``; also to be enabled in the developer
         portal). Ignored when ``intents`` is given.
+    freeze_heap : bool
+        At the end of ``setup_hook``, freeze the objects start-up left alive
+        (:func:`bot.service.heap.freeze_long_lived`, matplotlib imported first), so that
+        full garbage collections no longer stall the event loop for hundreds of
+        milliseconds. For the running bot (``mer bot run``); leave it off in tests.
     **options
         Passed to :class:`discord.ext.commands.AutoShardedBot` (``owner_ids``, ...).
 
@@ -110,7 +117,7 @@ class MoodBot(commands.AutoShardedBot):
 
     def __init__(self, service: MoodService | None, *,
                  extensions: Sequence[str] = EXTENSIONS, companion: bool = False,
-                 **options: Any) -> None:
+                 freeze_heap: bool = False, **options: Any) -> None:
         intents = discord.Intents.default()
         intents.message_content = companion
         options.setdefault("intents", intents)
@@ -121,13 +128,20 @@ class MoodBot(commands.AutoShardedBot):
         self._tracks: StoredTracks | None = None
         self._guilds: GuildSettings | None = None
         self.initial_extensions = tuple(extensions)
+        self.freeze_heap = freeze_heap
 
     async def setup_hook(self) -> None:
-        """Load the extensions; the command tree is not synced here (see ``sync``)."""
+        """Load the extensions (then freeze the heap with ``freeze_heap``); the command
+        tree is not synced here (see ``sync``)."""
         for extension in self.initial_extensions:
             await self.load_extension(extension)
         logger.info("loaded %s; %d slash commands ready (not synced)",
                     ", ".join(self.initial_extensions), len(self.tree.get_commands()))
+        if self.freeze_heap:
+            from bot.service.heap import freeze_long_lived
+
+            frozen = freeze_long_lived(CHART_MODULES)
+            logger.info("froze %d start-up objects (short garbage collections)", frozen)
 
     @property
     def service(self) -> MoodService:

@@ -156,7 +156,8 @@ async def _run(settings: Settings, token: str) -> None:
         service = await MoodService.create(settings, allow_local_files=False)
     except ServiceError as exc:
         raise Refused(str(exc)) from exc
-    async with service, MoodBot(service, companion=settings.discord.discord_companion) as bot:
+    async with service, MoodBot(service, companion=settings.discord.discord_companion,
+                                freeze_heap=True) as bot:
         await _connected(bot.start(token))
 
 

@@ -180,12 +180,15 @@ async def listen(settings: Settings, config: ListenConfig, *, status: StatusLine
         (:class:`~bot.service.player.PlayerError`, a ServiceError).
     """
     from bot.service import MoodService
+    from bot.service.heap import freeze_long_lived
 
     service = await MoodService.create(settings, allow_local_files=True, workers=workers)
     async with service, MpdPlayer(settings.player) as player:
         async def stickers(track: QueuedTrack, mood: TrackMood) -> None:
             await player.set_stickers(track.uri, mood_stickers(mood))
 
+        # A long-running process: keep full garbage collections off the start-up heap.
+        freeze_long_lived()
         status(ListenEvent("info", f"listening to {player.scope} ({config.mode}); "
                                    "Ctrl-C stops"))
         listener = Listener(player, service, config, report=status, annotate=stickers)

@@ -425,18 +425,21 @@ class MoodService:
     async def _mood_of(self, preview: Preview) -> TrackMood:
         record = track_record(preview)
         key = (record.provider, record.provider_id)
-        stored = await self.store.find_analysis(*key, self.versions)
-        if (stored is not None and stored.prediction is not None
-                and stored.fingerprint == record.fingerprint):
-            return _cached(stored, stored.prediction, preview.track.display_name,
-                           preview.provider)
         running = self._in_flight.get(key)
-        if running is not None:  # single flight: wait for the classification under way
+        if running is not None:  # single flight: wait for the look-up or classification
             return await asyncio.shield(running)
+        # In flight from before the look-up: a look-up that began before another request
+        # stored the track, and ended after that one had left, classified it again.
         future: asyncio.Future[TrackMood] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
-            mood = await self._classify_and_store(preview)
+            stored = await self.store.find_analysis(*key, self.versions)
+            if (stored is not None and stored.prediction is not None
+                    and stored.fingerprint == record.fingerprint):
+                mood = _cached(stored, stored.prediction, preview.track.display_name,
+                               preview.provider)
+            else:
+                mood = await self._classify_and_store(preview)
             future.set_result(mood)
             return mood
         except BaseException as exc:
