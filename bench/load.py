@@ -712,7 +712,6 @@ async def run_discord(options: DiscordOptions) -> dict[str, Any]:
 
 def print_discord(result: dict[str, Any]) -> None:
     """The Discord figures, readable."""
-    lag = result["lag"]
     print(f"discord: {result['commands']} concurrent /mood track over {result['tracks']} "
           f"tracks ({result['clip_seconds']:.0f} s MP3 over HTTP), {result['workers']} "
           f"classification worker(s), models {', '.join(result['models'].values())}")
@@ -733,6 +732,12 @@ def print_discord(result: dict[str, Any]) -> None:
           f"for the live models")
     print(f"  deferral  {_ms_line(result['deferral_ms'])}")
     print(f"  reply     {_ms_line(result['reply_ms'])}  (wall {result['wall_s']:.1f} s)")
+    _print_lag(result)
+
+
+def _print_lag(result: dict[str, Any]) -> None:
+    """The loop-lag line, the stalls, and the load average of a run's result."""
+    lag = result["lag"]
     print(f"  loop lag  p50 {lag['p50_ms']:.1f} ms  p95 {lag['p95_ms']:.1f} ms  "
           f"max {lag['max_ms']:.1f} ms  over {lag['threshold_ms']:.0f} ms: {lag['over']} of "
           f"{lag['samples']} ticks -> target {'met' if result['lag_met'] else 'MISSED'}")
@@ -1063,7 +1068,6 @@ async def _until(check: Callable[[], bool], timeout_s: float, *,
 
 def print_mpd(result: dict[str, Any]) -> None:
     """The MPD figures, readable."""
-    lag = result["lag"]
     ops = ", ".join(f"{n} {op}" for op, n in sorted(result["burst_ops_count"].items()))
     print(f"mpd: listener ({result['mode']}, {result['ahead']} ahead) on a throwaway MPD, "
           f"{result['tracks']} tracks, {result['workers']} classification worker(s), models "
@@ -1085,12 +1089,7 @@ def print_mpd(result: dict[str, Any]) -> None:
           f"{len(result['unhandled'])}; events {result['events']}")
     print(f"  problems {len(result['problems'])}; crashed: {result['crashed']}"
           + (f" ({result['crash']})" if result["crash"] else ""))
-    print(f"  loop lag  p50 {lag['p50_ms']:.1f} ms  p95 {lag['p95_ms']:.1f} ms  "
-          f"max {lag['max_ms']:.1f} ms  over {lag['threshold_ms']:.0f} ms: {lag['over']} of "
-          f"{lag['samples']} ticks -> target {'met' if result['lag_met'] else 'MISSED'}")
-    _print_stalls(result)
-    print(f"  load average before {result['load_before']}, after {result['load_after']}; "
-          f"correct: {result['correct']}")
+    _print_lag(result)
 
 
 # --- command line ----------------------------------------------------------------------------

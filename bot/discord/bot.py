@@ -37,6 +37,8 @@ EXTENSIONS: Final[tuple[str, ...]] = (
     "bot.discord.cogs.admin",
     "bot.discord.cogs.companion",
 )
+#: Autocomplete shows at most this many choices (Discord's limit).
+AUTOCOMPLETE_MAX: Final = 25
 #: The name of the cog that owns the guild queues (see :class:`TrackQueue`).
 QUEUE_COG: Final = "Queue"
 #: What drawing the first chart imports (``freeze_heap`` imports it before freezing).
@@ -179,6 +181,14 @@ class MoodBot(commands.AutoShardedBot):
 
             self._guilds = GuildSettings(self.service)
         return self._guilds
+
+    async def library_choices(self, current: str) -> list[app_commands.Choice[str]]:
+        """Autocomplete choices of stored tracks for what was typed (at most 25, Discord's
+        limit), each named ``Artist - Title`` and valued by its ``track:<id>`` reference."""
+        from bot.discord.render import shorten
+
+        matches = await self.tracks.search(current, limit=AUTOCOMPLETE_MAX)
+        return [app_commands.Choice(name=shorten(m.name, 100), value=m.ref) for m in matches]
 
     def track_queue(self) -> TrackQueue | None:
         """The queue cog, when one is loaded and implements :class:`TrackQueue`."""

@@ -17,8 +17,8 @@ import io
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import discord
 from discord import app_commands
@@ -26,6 +26,7 @@ from discord.ext import commands
 
 from bot.discord import errors
 from bot.discord.bot import MoodBot
+from bot.discord.cogs.mood.cog import PERIODS, Period
 from bot.service import ServiceError
 
 if TYPE_CHECKING:
@@ -33,11 +34,6 @@ if TYPE_CHECKING:
     from bot.service.models_admin import AdminStatus, ModelAdmin, RetrainResult
 
 logger = logging.getLogger(__name__)
-#: ``feedback-export`` periods and their length (None: every answer).
-EXPORT_PERIODS: Final[dict[str, timedelta | None]] = {
-    "day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=30),
-    "all": None}
-ExportPeriod = Literal["day", "week", "month", "all"]
 
 Interaction = discord.Interaction[MoodBot]
 T = TypeVar("T")
@@ -242,12 +238,12 @@ class Admin(commands.GroupCog, group_name="mood-admin",
     @owner_only()
     @app_commands.checks.cooldown(1, 60.0)
     async def feedback_export(self, interaction: Interaction,
-                              period: ExportPeriod = "all") -> None:
+                              period: Period = "all") -> None:
         """Users' Right/Wrong answers as a CSV that `python -m train --feedback` accepts."""
         from bot.service.feedback import export_feedback
 
         await interaction.response.defer(thinking=True, ephemeral=True)
-        length = EXPORT_PERIODS[period]
+        length = PERIODS[period]
         since = datetime.now(UTC) - length if length is not None else None
         # The previews of catalogue tracks are fetched again so that the rows carry audio.
         export = await export_feedback(self.bot.service, since=since, fetch_audio=True)

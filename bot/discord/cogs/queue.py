@@ -172,8 +172,7 @@ class Queue(commands.GroupCog, name=QUEUE_COG, group_name="queue",
     async def add_autocomplete(self, interaction: Interaction,
                                current: str) -> list[app_commands.Choice[str]]:
         """Stored tracks whose title or artist starts with what was typed."""
-        matches = await self.bot.tracks.search(current, limit=25)
-        return [app_commands.Choice(name=shorten(m.name, 100), value=m.ref) for m in matches]
+        return await self.bot.library_choices(current)
 
     @app_commands.command(name="list")
     @app_commands.guild_only()

@@ -28,7 +28,6 @@ from bot.discord.render import (
     mix_embed,
     mood_label,
     picks_embed,
-    shorten,
     track_embed,
     track_name,
 )
@@ -47,8 +46,6 @@ PERIODS: Final[dict[str, timedelta | None]] = {
     "day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=30),
     "all": None}
 Period = Literal["day", "week", "month", "all"]
-#: Autocomplete shows at most this many tracks (Discord's limit).
-AUTOCOMPLETE_MAX: Final = 25
 
 
 class Mood(commands.GroupCog, group_name="mood",
@@ -89,7 +86,7 @@ class Mood(commands.GroupCog, group_name="mood",
     async def track_autocomplete(self, interaction: Interaction,
                                  current: str) -> list[app_commands.Choice[str]]:
         """Stored tracks whose title or artist starts with what was typed."""
-        return await self._library_choices(current)
+        return await self.bot.library_choices(current)
 
     @app_commands.command(name="now")
     @app_commands.checks.cooldown(3, 15.0)
@@ -134,7 +131,7 @@ class Mood(commands.GroupCog, group_name="mood",
     async def recommend_autocomplete(self, interaction: Interaction,
                                      current: str) -> list[app_commands.Choice[str]]:
         """Stored tracks, as for ``/mood track``."""
-        return await self._library_choices(current)
+        return await self.bot.library_choices(current)
 
     @app_commands.command(name="journey")
     @app_commands.rename(start="from", end="to")
@@ -177,10 +174,6 @@ class Mood(commands.GroupCog, group_name="mood",
                                         file=discord.File(chart, filename=CHART))
 
     # --- helpers ---------------------------------------------------------------------------
-
-    async def _library_choices(self, current: str) -> list[app_commands.Choice[str]]:
-        matches = await self.bot.tracks.search(current, limit=AUTOCOMPLETE_MAX)
-        return [app_commands.Choice(name=shorten(m.name, 100), value=m.ref) for m in matches]
 
     async def _send_track(self, interaction: Interaction, mood: TrackMood) -> None:
         library = await self.bot.tracks.library()
