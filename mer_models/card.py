@@ -4,6 +4,10 @@ A card names the model, its ordered classes, the preprocessing it was trained wi
 and output schema, its training data and metrics, the library versions, and the sha256 of the
 artifact. :meth:`ModelCard.verify` refuses an artifact whose hash or preprocessing does not
 match, so a model is never run on input it was not trained for.
+
+A scikit-learn model's card may also list the same model converted to ONNX (``onnx``: file
+and sha256), which serving runs through onnxruntime instead of importing skops and
+scikit-learn; the ``.skops`` artifact stays the reference and the fallback.
 """
 
 from __future__ import annotations
@@ -44,6 +48,30 @@ class TrainingData(BaseModel):
     split: str = ""
 
 
+class ArtifactFile(BaseModel):
+    """Another file of the same model, with its hash: a scikit-learn model converted to ONNX.
+
+    Attributes
+    ----------
+    artifact : str
+        File name, relative to the card.
+    sha256 : str
+        Hex digest of the file's bytes.
+    max_abs_difference : float or None
+        Largest absolute difference between its class probabilities and the reference
+        artifact's, measured when it was converted.
+    probe : str
+        What that difference was measured on.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    artifact: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    max_abs_difference: float | None = None
+    probe: str = ""
+
+
 class ModelCard(BaseModel):
     """The JSON card of one model artifact.
 
@@ -51,7 +79,7 @@ class ModelCard(BaseModel):
     ----------
     name, version : str
         Identify the model; ``f"{name}-{version}"`` is its display name.
-    kind : {"cldnn", "ensemble", "spotify-ensemble"}
+    kind : {"cldnn", "ensemble", "musicnn", "spotify-ensemble", "musicnn-msd", "musicnn-mtt"}
         Which runner loads the artifact.
     artifact : str
         File name of the artifact, relative to the card.
@@ -69,6 +97,9 @@ class ModelCard(BaseModel):
         Hyper-parameters that rebuild the network (CLDNN), for benchmarks and fine-tuning.
     fusion_weight : float
         Weight of this model's probabilities in the late fusion.
+    onnx : ArtifactFile or None
+        The scikit-learn model of ``artifact`` converted to ONNX; ``inputs`` and ``outputs``
+        then describe that graph.
     """
 
     model_config = ConfigDict(protected_namespaces=())
@@ -90,6 +121,7 @@ class ModelCard(BaseModel):
     libraries: dict[str, str] = Field(default_factory=dict)
     created: str = ""
     notes: str = ""
+    onnx: ArtifactFile | None = None
 
     @property
     def display_name(self) -> str:
@@ -116,17 +148,36 @@ class ModelCard(BaseModel):
             raise ModelCardError(f"{path}: invalid model card: {exc}") from exc
 
     def save(self, path: str | Path) -> None:
-        """Write the card as indented JSON."""
-        Path(path).write_text(
-            json.dumps(self.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
-        )
+        """Write the card as indented JSON (without ``onnx`` when there is none)."""
+        data = self.model_dump(mode="json", exclude={"onnx"} if self.onnx is None else None)
+        Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
     def artifact_path(self, card_path: str | Path) -> Path:
         """The artifact's path, next to the card at ``card_path``."""
         return Path(card_path).parent / self.artifact
 
+    def artifact_paths(self, card_path: str | Path) -> list[Path]:
+        """Every file the card lists, next to it: the artifact, then its ONNX conversion."""
+        paths = [self.artifact_path(card_path)]
+        if self.onnx is not None:
+            paths.append(Path(card_path).parent / self.onnx.artifact)
+        return paths
+
+    def onnx_path(self, card_path: str | Path) -> Path | None:
+        """The ONNX conversion the card lists, when that file is present (else None).
+
+        Call :meth:`verify` first: it checks the file's hash.
+        """
+        if self.onnx is None:
+            return None
+        path = Path(card_path).parent / self.onnx.artifact
+        return path if path.is_file() else None
+
     def verify(self, card_path: str | Path, *, preprocessing: dict[str, Any] | None = None) -> Path:
-        """Check the artifact's hash and, optionally, the preprocessing settings.
+        """Check the artifacts' hashes and, optionally, the preprocessing settings.
+
+        The artifact must be present; the ONNX conversion is checked when its file is there
+        (a folder copied without it still serves the artifact).
 
         Parameters
         ----------
@@ -145,17 +196,15 @@ class ModelCard(BaseModel):
         ModelNotFoundError
             The artifact is missing.
         ModelCardError
-            The hash or a preprocessing setting differs.
+            A hash or a preprocessing setting differs.
         """
         artifact = self.artifact_path(card_path)
         if not artifact.is_file():
             raise ModelNotFoundError(f"{artifact}: artifact named by {card_path} is missing")
-        digest = sha256_file(artifact)
-        if digest != self.sha256:
-            raise ModelCardError(
-                f"{artifact}: sha256 {digest[:12]}... does not match its card "
-                f"({self.sha256[:12]}...); refusing to load"
-            )
+        _check_hash(artifact, self.sha256)
+        onnx = self.onnx_path(card_path)
+        if onnx is not None and self.onnx is not None:
+            _check_hash(onnx, self.onnx.sha256)
         if preprocessing is not None:
             differences = {
                 key: (value, preprocessing.get(key))
@@ -167,6 +216,13 @@ class ModelCard(BaseModel):
                                    for k, (a, b) in differences.items())
                 raise ModelCardError(f"{card_path}: preprocessing differs ({detail})")
         return artifact
+
+
+def _check_hash(path: Path, expected: str) -> None:
+    digest = sha256_file(path)
+    if digest != expected:
+        raise ModelCardError(f"{path}: sha256 {digest[:12]}... does not match its card "
+                             f"({expected[:12]}...); refusing to load")
 
 
 def sha256_file(path: str | Path) -> str:

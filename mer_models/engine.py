@@ -44,7 +44,8 @@ def _load_cldnn(card: Path, engine: MoodEngine) -> MoodModel:
 
 def _load_ensemble(card: Path, engine: MoodEngine) -> MoodModel:
     return DescriptorEnsemble(card, feature_names=DESCRIPTOR_NAMES,
-                              preprocessing=engine.config.preprocessing())
+                              preprocessing=engine.config.preprocessing(),
+                              threads=engine.threads)
 
 
 def _load_musicnn(card: Path, engine: MoodEngine) -> MoodModel:

@@ -19,6 +19,7 @@ import librosa
 import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
+from scipy.ndimage import median_filter
 
 from mer_models.audio import MAX_PEAK
 from mer_models.config import AnalysisConfig
@@ -294,12 +295,30 @@ def _dynamics_descriptors(power: NDArray[np.float32], config: AnalysisConfig
     return np.stack([rms_db.mean(axis=-1), rms_db.std(axis=-1), p95 - p5, low_energy], axis=1)
 
 
+def _hpss(spectrogram: NDArray[np.float32], kernel: int
+          ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """``librosa.decompose.hpss(spectrogram, kernel_size=kernel)`` (margin 1, power 2).
+
+    The same median filters and soft masks, without importing ``librosa.decompose``, which
+    imports scikit-learn at import time (seconds of a cold start, for NMF we never use).
+    """
+    harmonic_shape = [1] * spectrogram.ndim
+    harmonic_shape[-1] = kernel
+    percussive_shape = [1] * spectrogram.ndim
+    percussive_shape[-2] = kernel
+    harmonic = median_filter(spectrogram, size=harmonic_shape, mode="reflect")
+    percussive = median_filter(spectrogram, size=percussive_shape, mode="reflect")
+    harmonic_mask = librosa.util.softmask(harmonic, percussive, power=2.0, split_zeros=True)
+    percussive_mask = librosa.util.softmask(percussive, harmonic, power=2.0, split_zeros=True)
+    return spectrogram * harmonic_mask, spectrogram * percussive_mask
+
+
 def _hpss_descriptors(mel: NDArray[np.float32]) -> NDArray[np.float64]:
     # Median-filter HPSS on the mel spectrogram pooled 2x in frequency and time: we want a
     # balance, not a separation, and the coarse grid is 4x cheaper than the full one.
     n, bands, frames = mel.shape
     pooled = mel[..., : frames // 2 * 2].reshape(n, bands // 2, 2, frames // 2, 2).mean(axis=(2, 4))
-    harmonic, percussive = librosa.decompose.hpss(pooled, kernel_size=_HPSS_KERNEL)
+    harmonic, percussive = _hpss(pooled, _HPSS_KERNEL)
     h = harmonic.sum(axis=(1, 2)).astype(np.float64) + 1e-12
     p = percussive.sum(axis=(1, 2)).astype(np.float64) + 1e-12
     return np.stack([h / (h + p), p / (h + p), 10.0 * np.log10(h / p)], axis=1)

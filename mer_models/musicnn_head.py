@@ -4,8 +4,9 @@
 (:func:`mer_models.musicnn.musicnn_patches`), every patch of the clip through each network in
 one onnxruntime call, mean and standard deviation of the penultimate layer per network
 (400 values each), concatenated in the card's order. :class:`MusicnnHead` is the
-:class:`~mer_models.model.MoodModel`: a scikit-learn classifier (``.skops``, trusted types
-only) on that embedding, clip-level like the descriptor ensemble.
+:class:`~mer_models.model.MoodModel`: a scikit-learn classifier on that embedding, clip-level
+like the descriptor ensemble, served from its ONNX conversion when the card lists one, else
+from the ``.skops`` file (trusted types only; :func:`mer_models.ensemble.load_classifier`).
 
 The head's card names the networks and the patch layout it was trained on::
 
@@ -24,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mer_models.card import ModelCard
-from mer_models.ensemble import load_classifier
+from mer_models.ensemble import backend, load_classifier
 from mer_models.errors import ModelCardError
 from mer_models.model import ModelInputs, required
 from mer_models.musicnn import PENULTIMATE_SIZE, OnnxMusicnn, musicnn_patches, pool_embedding
@@ -84,12 +85,12 @@ class MusicnnHead:
     Parameters
     ----------
     card_path : path
-        The head's model card; its ``.skops`` artifact and the cards of the networks it names
-        lie beside it.
+        The head's model card; its artifacts (``.skops``, and ``.onnx`` once converted) and the
+        cards of the networks it names lie beside it.
     preprocessing : dict, optional
         The engine's preprocessing; loading refuses a card that differs.
     threads : int
-        onnxruntime intra-op threads of the networks (0: all cores).
+        onnxruntime intra-op threads of the networks and the head (0: all cores).
     prefer_gpu : bool
         Run the networks on CUDA when available.
 
@@ -107,7 +108,7 @@ class MusicnnHead:
         self.card = ModelCard.load(self.card_path)
         if self.card.kind != "musicnn":
             raise ModelCardError(f"{card_path}: kind {self.card.kind!r} is not a musicnn head")
-        artifact = self.card.verify(self.card_path, preprocessing=preprocessing)
+        self.card.verify(self.card_path, preprocessing=preprocessing)
         layout = self.card.architecture.get("embedding")
         if (not isinstance(layout, dict) or not layout.get("networks")
                 or not isinstance(layout.get("patches_per_window"), int)):
@@ -116,11 +117,16 @@ class MusicnnHead:
         networks = [OnnxMusicnn(self.card_path.parent / f"{name}.json", threads=threads,
                                 prefer_gpu=prefer_gpu) for name in layout["networks"]]
         self.embedder = MusicnnEmbedder(networks, layout["patches_per_window"])
-        self._model = load_classifier(artifact, self.card)
+        self._model = load_classifier(self.card_path, self.card, threads=threads)
         expected = getattr(self._model, "n_features_in_", None)
         if expected != self.embedder.size:
-            raise ModelCardError(f"{artifact}: the head takes {expected} values but "
+            raise ModelCardError(f"{card_path}: the head takes {expected} values but "
                                  f"{'+'.join(self.embedder.names)} give {self.embedder.size}")
+
+    @property
+    def backend(self) -> str:
+        """``"onnxruntime"`` or ``"skops"``: which artifact of the head is serving."""
+        return backend(self._model)
 
     def predict(self, embedding: NDArray[np.floating]) -> NDArray[np.float32]:
         """Class probabilities of embeddings, shape (n, 4), from shape (size,) or (n, size)."""

@@ -100,7 +100,8 @@ class SpotifyFeatureModel:
     Parameters
     ----------
     card_path : path
-        Card of kind ``spotify-ensemble``; the skops artifact lies beside it.
+        Card of kind ``spotify-ensemble``; its artifacts lie beside it (the ONNX conversion
+        serves when the card lists it, else the skops file).
     """
 
     def __init__(self, card_path: str | Path) -> None:

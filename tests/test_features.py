@@ -10,7 +10,13 @@ import pytest
 
 from mer_models.config import AnalysisConfig
 from mer_models.errors import ParameterError
-from mer_models.features import DESCRIPTOR_NAMES, Features, clip_descriptors, extract_features
+from mer_models.features import (
+    DESCRIPTOR_NAMES,
+    Features,
+    _hpss,
+    clip_descriptors,
+    extract_features,
+)
 from tests.synth import SR, chord, clicks
 
 COLUMN = {name: i for i, name in enumerate(DESCRIPTOR_NAMES)}
@@ -250,3 +256,14 @@ def test_config_defaults_are_the_documented_window() -> None:
     assert config.window_seconds == pytest.approx(4.99, abs=0.01)
     assert set(config.preprocessing()) >= {"sample_rate", "n_fft", "hop_length", "n_mels"}
     assert "n_windows" not in config.preprocessing()
+
+
+def test_hpss_is_librosas() -> None:
+    """The in-module HPSS (no librosa.decompose, which imports scikit-learn) is librosa's."""
+    rng = np.random.default_rng(0)
+    spectrogram = (rng.random((2, 64, 108)) ** 3).astype(np.float32)
+    spectrogram[0, :5] = 0.0  # all-zero bands: the soft masks' split_zeros case
+    ours = _hpss(spectrogram, 13)
+    theirs = librosa.decompose.hpss(spectrogram, kernel_size=13)
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-7)

@@ -435,3 +435,23 @@ async def test_a_command_that_does_not_start_is_a_crash(store: Store, base: Path
     assert result.outcome == "crashed"
     assert "cannot start no-such-trainer: No such file or directory" in result.reason
     assert admin.live_dir() == base
+
+
+async def test_a_new_set_keeps_the_live_sets_supporting_models_whole(
+        store: Store, base: Path, tmp_path: Path) -> None:
+    """The Spotify-feature model is not retrained: its card, .skops and ONNX conversion are
+    copied into the new set, so serving there still runs it through onnxruntime."""
+    from mer_models.engine import DEFAULT_MODELS_DIR
+
+    for path in DEFAULT_MODELS_DIR.glob("mood-spotify-ensemble-1.*"):
+        shutil.copy(path, base / path.name)
+    run_models = with_figures(base, tmp_path / "run" / "models", LIVE_FIGURES)
+    for path in run_models.glob("mood-spotify-ensemble-1.*"):
+        path.unlink()
+    admin = ModelAdmin(store, home=tmp_path / "home", base_dir=base, command=["true"])
+
+    set_id = await asyncio.to_thread(admin._install, run_models, await admin.live_set(), "2")
+
+    installed = {p.name for p in (tmp_path / "home" / "sets" / set_id).iterdir()}
+    assert {"mood-spotify-ensemble-1.json", "mood-spotify-ensemble-1.skops",
+            "mood-spotify-ensemble-1.onnx"} <= installed

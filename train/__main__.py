@@ -1,5 +1,5 @@
 """``python -m train <stage>``: cldnn, ensemble, reference, fuse, robustness, evaluate,
-reproduce-seed, all, models (and ship, convert-musicnn).
+reproduce-seed, all, models (and ship, convert-musicnn, convert-sklearn).
 
 ``models`` trains the fused models only, into a run directory, and ships nothing: it is what
 ``/mood-admin retrain`` runs in a child process before gating and installing the result.
@@ -208,6 +208,27 @@ def convert_musicnn(
     for card in musicnn_convert.convert(out, venv, fixture=musicnn_convert.DEFAULT_FIXTURE,
                                         work=musicnn_convert.DEFAULT_WORK):
         console.print(f"wrote {card}")
+
+
+@app.command("convert-sklearn")
+def convert_sklearn(
+    models_dir: Annotated[Path, typer.Option(
+        "--models-dir", help="Folder of model cards and .skops artifacts.")] = Path(
+        "mer_models/weights"),
+) -> None:
+    """Convert a folder's .skops models to ONNX in place and list the files in their cards."""
+    from mer_models.errors import MerError
+    from train.export import convert_folder
+
+    try:
+        converted = convert_folder(models_dir)
+    except MerError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    for c in converted:
+        console.print(f"wrote {c.onnx} (max |Δp| {c.max_abs_difference:.2g}), updated {c.card}")
+    if not converted:
+        console.print(f"{models_dir}: no .skops model to convert")
 
 
 @app.command("all")

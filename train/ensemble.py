@@ -23,7 +23,7 @@ from sklearn.tree import DecisionTreeClassifier
 from mer_models.card import ModelCard, TrainingData, sha256_file
 from mer_models.config import AnalysisConfig
 from mer_models.features import DESCRIPTOR_NAMES
-from train.export import library_versions
+from train.export import add_onnx, library_versions
 
 #: Grid searched on macro-F1 over the artist-disjoint folds (names are Pipeline paths).
 PARAM_GRID: dict[str, list[Any]] = {
@@ -114,7 +114,11 @@ def save_ensemble(model: Pipeline, directory: str | Path, *, version: str,
                   fusion_weight: float = 1.0, name: str = "mood-4q-ensemble",
                   feature_names: Sequence[str] = DESCRIPTOR_NAMES,
                   kind: str = "ensemble", notes: str = "") -> Path:
-    """Write ``{name}-{version}.skops`` and its card; return the card's path."""
+    """Write ``{name}-{version}.skops``, its ONNX conversion and its card; return the card's path.
+
+    The ``.onnx`` file (:func:`train.export.add_onnx`) is what serving runs; a model skl2onnx
+    cannot convert faithfully is saved without it, with a warning, and served through skops.
+    """
     import skops.io as sio
 
     directory = Path(directory)
@@ -133,6 +137,7 @@ def save_ensemble(model: Pipeline, directory: str | Path, *, version: str,
                                    "librosa"),
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), notes=notes,
     )
+    card = add_onnx(card, directory, model)
     card_path = directory / f"{name}-{version}.json"
     card.save(card_path)
     return card_path

@@ -9,8 +9,8 @@
    by a grid search inside the training folds (:func:`train.musicnn_embed.cross_validate`),
    go to ``oof_musicnn.npy`` for the fusion stage, with ``metrics_musicnn.json``;
 3. the final head is grid-searched over all five folds, refitted on every clip and written as
-   ``models/mood-4q-musicnn-<version>.skops`` with its card, beside copies of the networks'
-   ONNX files and cards (the engine loads them from the head's folder).
+   ``models/mood-4q-musicnn-<version>.skops`` and its ONNX conversion with its card, beside
+   copies of the networks' ONNX files and cards (the engine loads them from the head's folder).
 
 With ``augment`` (the default of ``python -m train musicnn``), every training fold also holds
 each clip as users feed it (:data:`AUGMENTATIONS`: MP3, Opus and AAC through ffmpeg, and
@@ -37,7 +37,7 @@ from mer_models.card import ModelCard, TrainingData, sha256_file
 from mer_models.config import AnalysisConfig
 from mer_models.musicnn import OnnxMusicnn
 from mer_models.musicnn_head import MusicnnEmbedder
-from train.export import library_versions
+from train.export import add_onnx, library_versions
 from train.feedback import FeedbackClips, fold_splits
 from train.metrics import per_fold, save_confusion_png, write_json
 from train.musicnn_embed import (
@@ -286,7 +286,8 @@ def augmented_embeddings(root: Path, song_ids: list[str], layout: dict[str, Any]
 def save_head(model: Any, directory: Path, *, version: str, analysis: AnalysisConfig,
               training: TrainingData, layout: dict[str, Any], metrics: dict[str, Any],
               name: str = "mood-4q-musicnn") -> Path:
-    """Write ``{name}-{version}.skops``, its card, and copies of the networks it needs."""
+    """Write ``{name}-{version}.skops``, its ONNX conversion (:func:`train.export.add_onnx`),
+    its card, and copies of the networks it needs."""
     import skops.io as sio
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -312,6 +313,7 @@ def save_head(model: Any, directory: Path, *, version: str, analysis: AnalysisCo
         notes="Head on the pretrained musicnn embedding (Pons & Serra, musicnn, 2019, ISC "
               "licence); the networks' cards name their source wheel and its sha256.",
     )
+    card = add_onnx(card, directory, model)
     path = directory / f"{name}-{version}.json"
     card.save(path)
     return path

@@ -491,7 +491,9 @@ class ModelAdmin:
                         or (staging / artifact.name).exists() or not artifact.is_file()):
                     continue
                 shutil.copy2(card_path, staging / card_path.name)
-                shutil.copy2(artifact, staging / artifact.name)
+                for path in card.artifact_paths(card_path):  # the ONNX conversion too
+                    if path.is_file():
+                        shutil.copy2(path, staging / path.name)
             for card_path, card in _read_cards(staging):
                 card.verify(card_path)  # sha256 of every artifact, before anything goes live
             os.replace(staging, sets / set_id)
