@@ -56,12 +56,14 @@ def percentile(values: list[float], q: float) -> float:
 
 def bench_latency(engine: MoodEngine, paths: list[str]) -> dict[str, float]:
     engine.classify(paths[0])
-    totals, stages = [], {"decode": [], "features": [], "cldnn": [], "ensemble": []}
+    totals: list[float] = []
+    stages: dict[str, list[float]] = {}  # decode, features, embedding, one per model
     for path in paths:
         result = engine.classify(path)
         totals.append(result.timings_ms["total"])
-        for key in stages:
-            stages[key].append(result.timings_ms.get(key, 0.0))
+        for key, ms in result.timings_ms.items():
+            if key != "total":
+                stages.setdefault(key, []).append(ms)
     out = {"p50_ms": percentile(totals, 50), "p95_ms": percentile(totals, 95)}
     out.update({f"{k}_p50_ms": percentile(v, 50) for k, v in stages.items()})
     return out
@@ -139,25 +141,29 @@ def bench_onnx_vs_torch(engine: MoodEngine) -> dict[str, float]:
     return out
 
 
-def bench_cold_start(path: str, models: Path | None) -> dict[str, float]:
-    """Seconds for a fresh `mer classify` process (a new database, then the same file again:
-    answered from the database), and for engine construction + first clip."""
+def bench_cold_start(path: str, models: Path | None, repeats: int = 3) -> dict[str, float]:
+    """Median seconds of ``repeats`` fresh `mer classify` processes (each with a new database,
+    then the same file again: answered from the database), and for engine construction +
+    first clip in a new interpreter."""
     mer = Path(sys.executable).with_name("mer")
     args = [str(mer), "classify", path, "--json"] + (["--models", str(models)] if models else [])
-    times = []
-    with tempfile.TemporaryDirectory() as data:
-        env = {**os.environ, "MER_DATA_DIR": data, "MER_WORKERS": "1"}
-        for _ in range(2):
-            start = time.perf_counter()
-            subprocess.run(args, check=True, capture_output=True, env=env)
-            times.append(time.perf_counter() - start)
-    cli, cli_cached = times
+    fresh: list[float] = []
+    cached: list[float] = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as data:
+            env = {**os.environ, "MER_DATA_DIR": data, "MER_WORKERS": "1"}
+            for times in (fresh, cached):
+                start = time.perf_counter()
+                subprocess.run(args, check=True, capture_output=True, env=env)
+                times.append(time.perf_counter() - start)
+    cli, cli_cached = percentile(fresh, 50), percentile(cached, 50)
     code = ("import time; t=time.perf_counter(); from mer_models.engine import MoodEngine; "
             f"e=MoodEngine({str(models)!r} if {bool(models)} else None); e.classify({path!r}); "
             "print(time.perf_counter()-t)")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True, cwd=ROOT)
     return {"cli_process_s": cli, "cli_process_cached_s": cli_cached,
+            "cli_process_min_s": min(fresh), "cli_process_max_s": max(fresh),
             "engine_first_clip_s": float(out.stdout.strip())}
 
 

@@ -32,6 +32,11 @@ def cached_session(path: str, sha256: str, providers: tuple[str, ...], threads: 
 
     Keyed by the artifact's hash as well as its path, so a retrained or reconverted file gets
     a new session. ``threads`` 0 leaves onnxruntime's default (all cores).
+
+    The intra-op threads do not spin-wait after a run: by default they keep polling for
+    work for a while, which on a 2-core machine took the other core from the feature
+    extraction that runs between the model calls (1 thread: 240-310 ms per clip; 2 threads
+    spinning: 370-400 ms; 2 threads without spinning: 260-300 ms, docs/BENCHMARKS.md).
     """
     import onnxruntime as ort
 
@@ -40,6 +45,7 @@ def cached_session(path: str, sha256: str, providers: tuple[str, ...], threads: 
     if threads > 0:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     logger.info("loading ONNX model %s with %s", Path(path).name, providers)
     return ort.InferenceSession(path, sess_options=options, providers=list(providers))
 
