@@ -27,7 +27,7 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -39,6 +39,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from bot.service import MoodService, ServiceError
+from bot.service.history import History
 from bot.settings import Settings, SourceSettings
 from bot.sources import audio_cache
 from bot.sources.audio_cache import AudioCache
@@ -59,7 +60,7 @@ from bot.sources.ytdlp import YtDlpSource
 from bot.storage.engine import create_engine, make_sessionmaker
 from bot.storage.errors import StorageError
 from bot.storage.migrate import upgrade
-from bot.storage.models import Prediction, Track
+from bot.storage.models import Feedback, Prediction, RetrainJob, Track, TrackEvent
 from bot.storage.store import PredictionRecord, Store, TrackRecord
 from mer_models.engine import DEFAULT_MODELS_DIR, MoodEngine
 from mer_models.errors import ModelCardError
@@ -427,6 +428,52 @@ async def test_a_short_write_lock_is_waited_out(tmp_path: Path) -> None:
         stored = await store.record_analysis(*_records(tmp_path / "a.wav"))
         assert time.monotonic() - start >= 0.45  # it waited for the lock...
         assert stored.prediction is not None and await _rows(store, Prediction) == 1  # ...and wrote
+
+
+async def test_every_other_write_says_a_lock_in_one_line_and_stores_nothing(
+        tmp_path: Path) -> None:
+    """Feedback, history, the model registry and retraining jobs: one StorageError naming
+    what was written and why, never SQLAlchemy's multi-line OperationalError."""
+    async with _store(tmp_path / "mood.db", busy_ms=200) as store:
+        stored = await store.record_analysis(*_records(tmp_path / "a.wav"))
+        track_id = stored.track.id
+        writes: dict[str, Callable[[], Awaitable[Any]]] = {
+            f"feedback on track {track_id}":
+                lambda: store.set_feedback("cli", "me", track_id, "Q2"),
+            "history of cli": lambda: store.record_track_events("cli", "played", [track_id]),
+            "model mood-4q-cldnn-9": lambda: store.register_model(
+                "mood-4q-cldnn", "9", "cldnn", "0" * 64, {}, live=True),
+            "live models": lambda: store.keep_live([]),
+            "retraining job": lambda: store.start_job("tester"),
+            "retraining jobs": lambda: store.fail_unfinished_jobs("stopped"),
+        }
+        for what, write in writes.items():
+            lock = WriteLock(tmp_path / "mood.db")
+            try:
+                with pytest.raises(StorageError) as info:
+                    await write()
+            finally:
+                lock.release()
+            assert str(info.value) == (
+                f"{what}: the database refused the write (database is locked: another "
+                "program held its write lock past the busy timeout); nothing was stored")
+        assert await _rows(store, Feedback) == 0 and await _rows(store, TrackEvent) == 0
+        assert await _rows(store, RetrainJob) == 0
+        # Once the lock is gone the same write goes through.
+        await store.set_feedback("cli", "me", track_id, "Q2")
+        assert await _rows(store, Feedback) == 1
+
+
+async def test_history_says_a_locked_database_as_a_service_error(tmp_path: Path) -> None:
+    async with _store(tmp_path / "mood.db", busy_ms=200) as store:
+        stored = await store.record_analysis(*_records(tmp_path / "a.wav"))
+        history = History(store, window=10)
+        lock = WriteLock(tmp_path / "mood.db")
+        try:
+            with pytest.raises(ServiceError, match=r"^history of cli: .*database is locked"):
+                await history.remember("cli", "played", [stored.track.id])
+        finally:
+            lock.release()
 
 
 async def test_the_service_says_a_locked_database_in_one_line(tmp_path: Path,

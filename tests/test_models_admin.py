@@ -322,7 +322,8 @@ async def test_one_retrain_at_a_time_and_cancel_records_the_job(
     started = asyncio.Event()
 
     async def progress(line: str) -> None:
-        started.set()
+        if line.startswith("epoch"):  # after the child's pid is written
+            started.set()
 
     first = asyncio.create_task(admin.retrain(requested_by="a", progress=progress))
     await asyncio.wait_for(started.wait(), 30)

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from bot.recommend import RecommendError
 from bot.service.errors import ServiceError
-from bot.storage.errors import InvalidRecordError, NotFoundError
+from bot.storage.errors import InvalidRecordError, NotFoundError, StorageError
 from bot.storage.store import Store
 
 _T = TypeVar("_T")
@@ -65,13 +65,16 @@ class History:
         Raises
         ------
         ServiceError
-            Bad scope or kind, or a track that does not exist.
+            Bad scope or kind, a track that does not exist, or the database refused the
+            write.
         """
         if scope is None or self.window <= 0 or not track_ids:
             return
         try:
             await self._store.record_track_events(scope, kind, track_ids)
         except (InvalidRecordError, NotFoundError) as exc:
+            raise ServiceError(str(exc)) from exc
+        except StorageError as exc:  # the database refused the write: locked, disk full
             raise ServiceError(str(exc)) from exc
 
 

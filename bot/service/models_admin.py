@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
 from bot.service.errors import ServiceError
-from bot.storage.errors import ModelConflictError
+from bot.storage.errors import ModelConflictError, StorageError
 from mer_models.card import ModelCard
 from mer_models.engine import DEFAULT_MODELS_DIR, LOADERS
 from mer_models.errors import MerError
@@ -322,7 +322,10 @@ class ModelAdmin:
         if self._lock.locked():
             raise RetrainBusyError("A retrain is already running: wait for it to finish.")
         async with self._lock:
-            job = await self.store.start_job(requested_by)
+            try:
+                job = await self.store.start_job(requested_by)
+            except StorageError as exc:
+                raise ServiceError(f"could not start a retrain: {exc}") from exc
             started = time.monotonic()
             run_dir = self.home / "runs" / f"job-{job.id}"
             tail: list[str] = []
@@ -400,9 +403,12 @@ class ModelAdmin:
             log += f"set: {result.set_id}\n"
         if tail:
             log += "--- last lines of the training output ---\n" + "\n".join(tail)
-        await self.store.finish_job(
-            result.job_id, status="succeeded" if result.installed else "failed",
-            log=log[:_LOG_MAX], model_version_id=model_version_id)
+        try:
+            await self.store.finish_job(
+                result.job_id, status="succeeded" if result.installed else "failed",
+                log=log[:_LOG_MAX], model_version_id=model_version_id)
+        except StorageError as exc:  # the outcome stands; the next start closes the job
+            logger.error("retraining job %d: %s", result.job_id, exc)
 
     async def _run(self, argv: Sequence[str], progress: Progress | None) -> _Run:
         """Run the training command in its own process group, streaming and bounded."""
@@ -589,17 +595,21 @@ class ModelAdmin:
         """Record a set's fused models in the registry as the live ones."""
         cards = await asyncio.to_thread(_read_cards, folder)
         ids = []
-        for _, card in cards:
-            if card.kind not in _FUSED:
-                continue
-            try:
-                row = await self.store.register_model(card.name, card.version, card.kind,
-                                                      card.sha256, card.metrics, live=True)
-            except ModelConflictError as exc:
-                logger.warning("model registry: %s", exc)
-                continue
-            ids.append(row.id)
-        await self.store.keep_live(ids)
+        try:
+            for _, card in cards:
+                if card.kind not in _FUSED:
+                    continue
+                try:
+                    row = await self.store.register_model(card.name, card.version, card.kind,
+                                                          card.sha256, card.metrics, live=True)
+                except ModelConflictError as exc:
+                    logger.warning("model registry: %s", exc)
+                    continue
+                ids.append(row.id)
+            await self.store.keep_live(ids)
+        except StorageError as exc:  # the set on disk is live; the registry lags behind
+            raise ServiceError(f"the models are live but the registry was not updated: {exc}"
+                               ) from exc
         return ids
 
     def refuse_if_pinned(self, what: str) -> None:

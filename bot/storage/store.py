@@ -11,9 +11,10 @@ Nothing here knows the models: the service maps its results to the plain records
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -185,6 +186,32 @@ class Store:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, what: str) -> AsyncIterator[AsyncSession]:
+        """A session in a write transaction, committed on leaving, rolled back on an error.
+
+        The database refusing the write (SQLite's lock held by another program past the
+        busy timeout, a full disk) becomes one :class:`StorageError` that names ``what`` and
+        the reason, rather than SQLAlchemy's multi-line ``OperationalError``; other errors,
+        integrity errors included (callers retry those), pass through unchanged.
+
+        Parameters
+        ----------
+        what : str
+            What is being written, for the message ("feedback on track 3").
+
+        Raises
+        ------
+        StorageError
+            The database refused the write; nothing of the transaction is stored.
+        """
+        try:
+            async with self.sessions() as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            raise StorageError(f"{what}: the database refused the write "
+                               f"({_operational_reason(exc)}); nothing was stored") from exc
 
     # --- tracks and their analyses -----------------------------------------------------------
 
@@ -397,7 +424,7 @@ class Store:
         if not track_ids:
             return
         when = at or utcnow()
-        async with self.sessions() as session, session.begin():
+        async with self.transaction(f"history of {scope}") as session:
             known = set((await session.scalars(
                 select(Track.id).where(Track.id.in_(set(track_ids))))).all())
             missing = sorted(set(track_ids) - known)
@@ -471,7 +498,7 @@ class Store:
                  Feedback.track_id == track_id)
         for attempt in range(_ATTEMPTS):
             try:
-                async with self.sessions() as session, session.begin():
+                async with self.transaction(f"feedback on track {track_id}") as session:
                     row = await session.scalar(select(Feedback).where(*where))
                     if row is None:
                         if await session.get(Track, track_id) is None:
@@ -518,7 +545,7 @@ class Store:
         """
         for attempt in range(_ATTEMPTS):
             try:
-                async with self.sessions() as session, session.begin():
+                async with self.transaction(f"model {name}-{version}") as session:
                     row = await session.scalar(select(ModelVersion).where(
                         ModelVersion.name == name, ModelVersion.version == version))
                     if row is None:
@@ -573,7 +600,7 @@ class Store:
         ids : sequence of int
             Registry ids (:attr:`ModelVersion.id`) of the live models.
         """
-        async with self.sessions() as session, session.begin():
+        async with self.transaction("live models") as session:
             await session.execute(update(ModelVersion).where(ModelVersion.id.in_(list(ids)))
                                   .values(live=True))
             await session.execute(update(ModelVersion).where(ModelVersion.id.not_in(list(ids)),
@@ -590,7 +617,7 @@ class Store:
         requested_by : str
             Who asked (``discord:<user id>``, ``cli``), at most 64 characters.
         """
-        async with self.sessions() as session, session.begin():
+        async with self.transaction("retraining job") as session:
             job = RetrainJob(requested_by=requested_by[:64], status="running", log="")
             session.add(job)
             await session.flush()
@@ -620,7 +647,7 @@ class Store:
         """
         if status not in JOB_STATUSES:
             raise InvalidRecordError(f"job status {status!r} is not one of {JOB_STATUSES}")
-        async with self.sessions() as session, session.begin():
+        async with self.transaction(f"retraining job {job_id}") as session:
             job = await session.get(RetrainJob, job_id)
             if job is None:
                 raise NotFoundError(f"no retraining job {job_id}")
@@ -637,7 +664,7 @@ class Store:
     async def fail_unfinished_jobs(self, log: str) -> int:
         """Mark jobs still ``queued`` or ``running`` as failed with ``log`` (after a restart,
         nothing runs them any more); returns how many."""
-        async with self.sessions() as session, session.begin():
+        async with self.transaction("retraining jobs") as session:
             result = await session.execute(
                 update(RetrainJob).where(RetrainJob.status.in_(("queued", "running")))
                 .values(status="failed", log=log, finished_at=utcnow()))
