@@ -452,3 +452,38 @@ def _stand_in_audio(files: dict[int, Path]) -> Any:
         return str(files[track_id])
     return audio
 
+
+
+async def test_a_locked_database_is_one_line_and_the_queue_is_unchanged(
+        library_db: Path, tmp_path: Path) -> None:
+    """Another program holding SQLite's write lock past the busy timeout: /queue add and a
+    guild setting say so in one ServiceError; nothing is queued or changed."""
+    import shutil
+    import sqlite3
+
+    from bot.discord.guilds import GuildSettings
+    from bot.storage.engine import create_engine, make_sessionmaker
+    from bot.storage.store import Store
+
+    path = tmp_path / "mood.db"
+    shutil.copy(library_db, path)
+    service = service_on(path)
+    short = create_engine(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=200)
+    service.store = Store(make_sessionmaker(short))
+    service._databases.append(short)
+    async with service:
+        queues = GuildQueues(service, _tracks(service))
+        lock = sqlite3.connect(path, timeout=0, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(ServiceError, match=rf"^queue of guild {GUILD_ID}: the database "
+                                                   "refused the write \\(database is locked"):
+                await queues.add(GUILD_ID, "1", [3])
+            with pytest.raises(ServiceError, match=r"^settings of guild 1: .*database is locked"):
+                await GuildSettings(service).update(1, auto_dj=True)
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        assert await queues.items(GUILD_ID) == []
+        (added,) = await queues.add(GUILD_ID, "1", [3])  # the lock is gone: it goes through
+        assert added.track_id == 3

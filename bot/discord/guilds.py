@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.discord.models import Guild
 from bot.service import ServiceError
+from bot.storage.errors import StorageError
 
 if TYPE_CHECKING:
     from bot.service import MoodService
@@ -106,19 +107,24 @@ class GuildSettings:
         Raises
         ------
         ServiceError
-            A change names no setting.
+            A change names no setting, or the database refused the write.
         """
         known = {f.name for f in dataclasses.fields(GuildConfig)}
         unknown = sorted(set(changes) - known)
         if unknown:
             raise ServiceError(f"unknown guild setting: {', '.join(unknown)}")
-        async with self._service.store.sessions() as session, session.begin():
-            row = await session.get(Guild, str(guild_id))
-            if row is None:
-                row = Guild(id=str(guild_id), settings={})
-                session.add(row)
-            config = dataclasses.replace(GuildConfig.from_json(row.settings or {}), **changes)
-            row.settings = config.to_json()
+        try:
+            async with self._service.store.transaction(f"settings of guild {guild_id}"
+                                                       ) as session:
+                row = await session.get(Guild, str(guild_id))
+                if row is None:
+                    row = Guild(id=str(guild_id), settings={})
+                    session.add(row)
+                config = dataclasses.replace(GuildConfig.from_json(row.settings or {}),
+                                             **changes)
+                row.settings = config.to_json()
+        except StorageError as exc:  # the database refused the write: locked, disk full
+            raise ServiceError(str(exc)) from exc
         self._cache[guild_id] = config
         return config
 

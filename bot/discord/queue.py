@@ -36,6 +36,7 @@ from bot.discord.models import Guild, QueueEntry
 from bot.service import ServiceError, utcnow
 from bot.service.player import SUBSYSTEMS, PlayerError, QueuedTrack
 from bot.service.tracks import TrackName, parse_ref, track_ref
+from bot.storage.errors import StorageError
 
 if TYPE_CHECKING:
     from bot.service import MoodService
@@ -289,10 +290,18 @@ class GuildQueues:
 
     @contextlib.asynccontextmanager
     async def _writing(self, guild_id: int) -> AsyncIterator[AsyncSession]:
-        """One transaction on a guild's queue at a time (two adds must not both start)."""
-        async with self._locks[guild_id], self._service.store.sessions() as session, \
-                session.begin():
-            yield session
+        """One transaction on a guild's queue at a time (two adds must not both start).
+
+        The database refusing the write (locked past the busy timeout, disk full) is a
+        ServiceError naming the queue and the reason; nothing of the transaction is stored.
+        """
+        async with self._locks[guild_id]:
+            try:
+                async with self._service.store.transaction(f"queue of guild {guild_id}"
+                                                           ) as session:
+                    yield session
+            except StorageError as exc:
+                raise ServiceError(str(exc)) from exc
 
     @staticmethod
     async def _playing(session: AsyncSession, guild_id: int) -> QueueEntry | None:
