@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from bot.discord.models import Guild
 from bot.service import ServiceError
-from bot.storage.errors import StorageError
 
 if TYPE_CHECKING:
     from bot.service import MoodService
@@ -113,18 +112,13 @@ class GuildSettings:
         unknown = sorted(set(changes) - known)
         if unknown:
             raise ServiceError(f"unknown guild setting: {', '.join(unknown)}")
-        try:
-            async with self._service.store.transaction(f"settings of guild {guild_id}"
-                                                       ) as session:
-                row = await session.get(Guild, str(guild_id))
-                if row is None:
-                    row = Guild(id=str(guild_id), settings={})
-                    session.add(row)
-                config = dataclasses.replace(GuildConfig.from_json(row.settings or {}),
-                                             **changes)
-                row.settings = config.to_json()
-        except StorageError as exc:  # the database refused the write: locked, disk full
-            raise ServiceError(str(exc)) from exc
+        async with self._service.transaction(f"settings of guild {guild_id}") as session:
+            row = await session.get(Guild, str(guild_id))
+            if row is None:
+                row = Guild(id=str(guild_id), settings={})
+                session.add(row)
+            config = dataclasses.replace(GuildConfig.from_json(row.settings or {}), **changes)
+            row.settings = config.to_json()
         self._cache[guild_id] = config
         return config
 

@@ -36,7 +36,6 @@ from bot.discord.models import Guild, QueueEntry
 from bot.service import ServiceError, utcnow
 from bot.service.player import SUBSYSTEMS, PlayerError, QueuedTrack
 from bot.service.tracks import TrackName, parse_ref, track_ref
-from bot.storage.errors import StorageError
 
 if TYPE_CHECKING:
     from bot.service import MoodService
@@ -295,13 +294,9 @@ class GuildQueues:
         The database refusing the write (locked past the busy timeout, disk full) is a
         ServiceError naming the queue and the reason; nothing of the transaction is stored.
         """
-        async with self._locks[guild_id]:
-            try:
-                async with self._service.store.transaction(f"queue of guild {guild_id}"
-                                                           ) as session:
-                    yield session
-            except StorageError as exc:
-                raise ServiceError(str(exc)) from exc
+        async with self._locks[guild_id], \
+                self._service.transaction(f"queue of guild {guild_id}") as session:
+            yield session
 
     @staticmethod
     async def _playing(session: AsyncSession, guild_id: int) -> QueueEntry | None:

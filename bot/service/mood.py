@@ -9,17 +9,19 @@ and returns it. Two concurrent requests for the same track classify it once (sin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
 import os
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.service.errors import ServiceError, redact
 from bot.service.library import ScanProgress, ScanReport, audio_files, storable
@@ -317,6 +319,20 @@ class MoodService:
             if pool in self._retired_pools:
                 self._retired_pools.discard(pool)
                 pool.shutdown(wait=False)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, what: str) -> AsyncIterator[AsyncSession]:
+        """A write transaction for the front-ends' own tables (a guild's queue, its settings).
+
+        :meth:`Store.transaction <bot.storage.store.Store.transaction>`, with the database
+        refusing the write (locked past the busy timeout, disk full) said as one
+        :class:`ServiceError` naming ``what``; nothing of the transaction is stored.
+        """
+        try:
+            async with self.store.transaction(what) as session:
+                yield session
+        except StorageError as exc:
+            raise ServiceError(str(exc)) from exc
 
     @property
     def workers(self) -> int:
