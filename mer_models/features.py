@@ -19,7 +19,6 @@ import librosa
 import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
-from scipy.ndimage import median_filter
 
 from mer_models.audio import MAX_PEAK
 from mer_models.config import AnalysisConfig
@@ -301,7 +300,10 @@ def _hpss(spectrogram: NDArray[np.float32], kernel: int
 
     The same median filters and soft masks, without importing ``librosa.decompose``, which
     imports scikit-learn at import time (seconds of a cold start, for NMF we never use).
+    scipy.ndimage is imported here, at first use, like librosa's own submodules.
     """
+    from scipy.ndimage import median_filter
+
     harmonic_shape = [1] * spectrogram.ndim
     harmonic_shape[-1] = kernel
     percussive_shape = [1] * spectrogram.ndim

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from bot.recommend import RecommendError
 from bot.service.errors import ServiceError
-from bot.storage.errors import InvalidRecordError, NotFoundError, StorageError
+from bot.storage.errors import InvalidRecordError, StorageError
 from bot.storage.store import Store
 
 _T = TypeVar("_T")
@@ -72,9 +72,7 @@ class History:
             return
         try:
             await self._store.record_track_events(scope, kind, track_ids)
-        except (InvalidRecordError, NotFoundError) as exc:
-            raise ServiceError(str(exc)) from exc
-        except StorageError as exc:  # the database refused the write: locked, disk full
+        except StorageError as exc:  # bad scope or kind, unknown track, locked, disk full
             raise ServiceError(str(exc)) from exc
 
 
