@@ -15,8 +15,8 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, TypeAlias
 
@@ -72,12 +72,36 @@ class WindowedAudio:
     source: str
     decoder: str
 
+    def select(self, index: Sequence[int]) -> WindowedAudio:
+        """The same input with only the windows at ``index`` (in that order)."""
+        return replace(self, windows=self.windows[list(index)], starts=self.starts[list(index)])
+
 
 def source_name(source: AudioSource) -> str:
     """A short human-readable name for an input."""
     if isinstance(source, bytes | bytearray):
         return f"<{len(source)} bytes>"
     return os.fspath(source)
+
+
+def nested_windows(n_outer: int, n_inner: int) -> list[int] | None:
+    """Which of ``n_outer`` windows are the ``n_inner`` ones, when they coincide.
+
+    Windows are spread with :func:`window_starts` (first at the start, last at the end), so
+    the ``n_inner`` positions are among the ``n_outer`` ones whenever ``n_outer - 1`` is a
+    multiple of ``n_inner - 1``: 3 windows are windows 0, 2 and 4 of 5.
+
+    Returns
+    -------
+    list of int or None
+        Indices into the ``n_outer`` windows, or None when the positions differ.
+    """
+    if n_inner == 1:
+        return [0]
+    step, rest = divmod(n_outer - 1, n_inner - 1)
+    if rest or step < 1:
+        return None
+    return list(range(0, n_outer, step))
 
 
 def window_starts(n_samples: int, config: AnalysisConfig) -> NDArray[np.int64]:

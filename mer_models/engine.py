@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from mer_models.audio import AudioSource, load_windows, source_name
+from mer_models.audio import (
+    AudioSource,
+    WindowedAudio,
+    load_windows,
+    nested_windows,
+    source_name,
+)
 from mer_models.card import ModelCard, find_cards
 from mer_models.config import AnalysisConfig
 from mer_models.ensemble import DescriptorEnsemble
@@ -111,6 +117,12 @@ class MoodEngine:
         #: Computes the clip embedding when a model needs it (and the result carries it).
         self.embedder: MusicnnEmbedder | None = next(
             (m.embedder for m in self.models if isinstance(m, MusicnnHead)), None)
+        # The embedding may be cut from more windows than the other models see (5 against 3):
+        # decode the embedding's windows once and give the other models theirs among them,
+        # or, when the positions do not coincide (another --windows), decode both.
+        self._embed_config = (self.embedder.analysis(self.config)
+                              if self.embedder is not None else self.config)
+        self._own_windows = nested_windows(self._embed_config.n_windows, self.config.n_windows)
 
     @property
     def cards(self) -> list[ModelCard]:
@@ -152,9 +164,10 @@ class MoodEngine:
             The input cannot be decoded or analysed (the message names it and says why).
         """
         start = time.perf_counter()
-        audio = load_windows(source, self.config, name=name)
+        audio, embed_windows = self._decode(source, name)
         decoded = time.perf_counter()
-        probabilities, descriptors, embedding, timings = self._predict(audio.windows)
+        probabilities, descriptors, embedding, timings = self._predict(audio.windows,
+                                                                       embed_windows)
         timings = {"decode": (decoded - start) * 1e3, **timings,
                    "total": (time.perf_counter() - start) * 1e3}
         return MoodResult.from_arrays(
@@ -207,10 +220,26 @@ class MoodEngine:
         with WorkerPool(EngineSpec.of(self), workers) as pool:
             return pool.map(sources, chunksize=max(1, len(sources) // (4 * workers)))
 
-    def _predict(self, windows: NDArray[np.float32]
+    def _decode(self, source: AudioSource, name: str | None
+                ) -> tuple[WindowedAudio, NDArray[np.float32]]:
+        """The engine's windows of a clip, and the windows its embedding is cut from."""
+        if self._embed_config.n_windows == self.config.n_windows:
+            audio = load_windows(source, self.config, name=name)
+            return audio, audio.windows
+        if self._own_windows is not None:
+            wide = load_windows(source, self._embed_config, name=name)
+            return wide.select(self._own_windows), wide.windows
+        audio = load_windows(source, self.config, name=name)
+        return audio, load_windows(source, self._embed_config, name=name).windows
+
+    def _predict(self, windows: NDArray[np.float32],
+                 embed_windows: NDArray[np.float32] | None = None
                  ) -> tuple[NDArray[np.float64], NDArray[np.float32], NDArray[np.float32] | None,
                             dict[str, float]]:
-        """Fused per-window probabilities, the clip descriptors and embedding, stage timings."""
+        """Fused per-window probabilities, the clip descriptors and embedding, stage timings.
+
+        ``embed_windows`` are the windows the embedding is cut from (default ``windows``).
+        """
         t0 = time.perf_counter()
         features = extract_features(windows, self.config)
         descriptors = clip_descriptors(features.descriptors)
@@ -218,7 +247,8 @@ class MoodEngine:
         embedding = None
         if self.embedder is not None:
             t = time.perf_counter()
-            embedding = self.embedder.embed(windows, self.config.sample_rate)
+            embedding = self.embedder.embed(windows if embed_windows is None else embed_windows,
+                                            self.config.sample_rate)
             timings["embedding"] = (time.perf_counter() - t) * 1e3
         inputs = ModelInputs(logmel=features.logmel, descriptors=descriptors,
                              embedding=embedding)

@@ -10,9 +10,13 @@ from the ``.skops`` file (trusted types only; :func:`mer_models.ensemble.load_cl
 
 The head's card names the networks and the patch layout it was trained on::
 
-    "architecture": {"embedding": {"networks": ["musicnn-msd-1"], "patches_per_window": 1}}
+    "architecture": {"embedding": {"networks": ["musicnn-msd-1", "musicnn-mtt-1"],
+                                   "patches_per_window": 2, "windows": 5}}
 
-and the networks' own cards (``musicnn-msd-1.json``) must lie in the same folder.
+``windows`` (optional; default: the engine's windows) is how many analysis windows the
+patches are cut from: the engine decodes them once and gives the other models the windows
+among them that are its own (3 of 5). The networks' own cards (``musicnn-msd-1.json``)
+must lie in the same folder.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mer_models.card import ModelCard
+from mer_models.config import AnalysisConfig
 from mer_models.ensemble import backend, load_classifier
 from mer_models.errors import ModelCardError
 from mer_models.model import ModelInputs, required
@@ -40,13 +45,22 @@ class MusicnnEmbedder:
         The networks, in the order their embeddings are concatenated.
     patches_per_window : int
         Patches cut from each analysis window (:func:`mer_models.musicnn.musicnn_patches`).
+    windows : int, optional
+        Analysis windows per clip the patches are cut from (None: the engine's).
     """
 
-    def __init__(self, networks: Sequence[OnnxMusicnn], patches_per_window: int) -> None:
+    def __init__(self, networks: Sequence[OnnxMusicnn], patches_per_window: int,
+                 windows: int | None = None) -> None:
         if not networks:
             raise ModelCardError("a musicnn embedding needs at least one network")
         self.networks = list(networks)
         self.patches_per_window = patches_per_window
+        self.windows = windows
+
+    def analysis(self, config: AnalysisConfig) -> AnalysisConfig:
+        """The analysis settings to decode this embedding's windows with: ``config`` with
+        :attr:`windows` windows per clip (``config`` itself when that is None)."""
+        return config if self.windows is None else config.with_windows(self.windows)
 
     @property
     def names(self) -> list[str]:
@@ -77,6 +91,10 @@ class MusicnnEmbedder:
         patches = musicnn_patches(windows, sample_rate=sample_rate,
                                   patches_per_window=self.patches_per_window).patches
         return np.concatenate([pool_embedding(n.penultimate(patches)) for n in self.networks])
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 class MusicnnHead:
@@ -111,12 +129,15 @@ class MusicnnHead:
         self.card.verify(self.card_path, preprocessing=preprocessing)
         layout = self.card.architecture.get("embedding")
         if (not isinstance(layout, dict) or not layout.get("networks")
-                or not isinstance(layout.get("patches_per_window"), int)):
+                or not _positive_int(layout.get("patches_per_window"))
+                or not _positive_int(layout.get("windows", 1))):
             raise ModelCardError(f"{card_path}: architecture.embedding must name the networks "
-                                 "and patches_per_window")
+                                 "and patches_per_window (and windows, if given), as positive "
+                                 "integers")
         networks = [OnnxMusicnn(self.card_path.parent / f"{name}.json", threads=threads,
                                 prefer_gpu=prefer_gpu) for name in layout["networks"]]
-        self.embedder = MusicnnEmbedder(networks, layout["patches_per_window"])
+        self.embedder = MusicnnEmbedder(networks, layout["patches_per_window"],
+                                        layout.get("windows"))
         self._model = load_classifier(self.card_path, self.card, threads=threads)
         expected = getattr(self._model, "n_features_in_", None)
         if expected != self.embedder.size:

@@ -16,7 +16,13 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mer_models.audio import WindowedAudio, load_audio, load_windows, window_starts
+from mer_models.audio import (
+    WindowedAudio,
+    load_audio,
+    load_windows,
+    nested_windows,
+    window_starts,
+)
 from mer_models.config import AnalysisConfig
 from mer_models.errors import (
     AudioDecodeError,
@@ -369,6 +375,39 @@ def test_window_starts_property(n_samples: int, n_windows: int, window_frames: i
     assert (np.diff(starts) >= 0).all()
     assert (starts >= 0).all()
     assert (starts + config.window_samples <= max(n_samples, config.window_samples)).all()
+
+
+@pytest.mark.parametrize(("outer", "inner", "expected"), [
+    (5, 3, [0, 2, 4]), (9, 3, [0, 4, 8]), (3, 3, [0, 1, 2]), (7, 4, [0, 2, 4, 6]),
+    (5, 1, [0]), (5, 4, None), (4, 3, None), (3, 5, None)])
+def test_nested_windows(outer: int, inner: int, expected: list[int] | None) -> None:
+    assert nested_windows(outer, inner) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(n_samples=st.integers(0, 10**7), outer=st.integers(1, 33), inner=st.integers(1, 33))
+def test_nested_windows_start_where_the_inner_windows_start(n_samples: int, outer: int,
+                                                             inner: int) -> None:
+    # What the engine relies on to decode the embedding's windows once for every model.
+    index = nested_windows(outer, inner)
+    if index is not None:
+        config = AnalysisConfig()
+        wide = window_starts(n_samples, config.with_windows(outer))
+        np.testing.assert_array_equal(wide[index],
+                                      window_starts(n_samples, config.with_windows(inner)))
+
+
+def test_select_keeps_the_chosen_windows(config: AnalysisConfig, tmp_path: Path) -> None:
+    from tests.synth import mood_clip
+
+    path = tmp_path / "clip.wav"
+    sf.write(path, mood_clip("Q2", seconds=30.0, seed=2), SR)
+    wide = load_windows(path, config.with_windows(5))
+    served = load_windows(path, config)
+    chosen = wide.select(nested_windows(5, 3) or [])
+    np.testing.assert_array_equal(chosen.windows, served.windows)
+    np.testing.assert_array_equal(chosen.starts, served.starts)
+    assert (chosen.duration, chosen.source) == (served.duration, served.source)
 
 
 def test_a_file_name_that_is_not_utf8_decodes_like_any_other(tmp_path: Path,

@@ -12,6 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mer_models.audio import load_windows
+from mer_models.card import ModelCard
 from mer_models.config import AnalysisConfig
 from mer_models.engine import DEFAULT_MODELS_DIR, MoodEngine
 from mer_models.errors import ModelCardError, ModelNotFoundError
@@ -24,11 +25,19 @@ from train.musicnn_head import save_head
 from train.pipeline import TRAINING_DATA
 
 LAYOUT = {"networks": ["musicnn-msd-1"], "patches_per_window": 1, "head": "logreg"}
+#: The shipped layout's shape: both networks, 2 patches on each of 5 windows.
+WIDE = {"networks": ["musicnn-msd-1", "musicnn-mtt-1"], "patches_per_window": 2, "windows": 5,
+        "head": "logreg"}
 
 
 @pytest.fixture(scope="module")
 def msd() -> OnnxMusicnn:
     return OnnxMusicnn(DEFAULT_MODELS_DIR / "musicnn-msd-1.json", threads=1, prefer_gpu=False)
+
+
+@pytest.fixture(scope="module")
+def mtt() -> OnnxMusicnn:
+    return OnnxMusicnn(DEFAULT_MODELS_DIR / "musicnn-mtt-1.json", threads=1, prefer_gpu=False)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +73,62 @@ def test_serving_embedding_equals_the_training_layout(msd: OnnxMusicnn, clip: Pa
     trained = clip_embeddings(msd.penultimate(patches)[None], config.n_windows, 1)[0]
     assert served.shape == (400,)
     np.testing.assert_allclose(served, trained, atol=1e-4)
+
+
+def test_wide_serving_embedding_equals_the_training_layout(msd: OnnxMusicnn, mtt: OnnxMusicnn,
+                                                          clip: Path) -> None:
+    # The shipped layout: 5 windows (the 3 serving ones and the 2 between), 2 patches each,
+    # MSD then MTT; training pools the same patches out of the cache (train.musicnn_head).
+    from train.musicnn_head import layout_embeddings
+
+    config = AnalysisConfig()
+    embedder = MusicnnEmbedder([msd, mtt], 2, windows=5)
+    assert embedder.analysis(config).n_windows == 5 and embedder.size == 800
+    served = embedder.embed(load_windows(clip, embedder.analysis(config)).windows,
+                            config.sample_rate)
+    cached = load_windows(clip, config.with_windows(CACHE_WINDOWS)).windows
+    patches = musicnn_patches(cached, sample_rate=config.sample_rate,
+                              patches_per_window=CACHE_PATCHES).patches
+    cache = {"msd": msd.penultimate(patches)[None], "mtt": mtt.penultimate(patches)[None]}
+    trained = layout_embeddings(cache, WIDE, config.n_windows)[0]
+    assert served.shape == (800,)
+    np.testing.assert_allclose(served, trained, atol=1e-4)
+
+
+@pytest.mark.parametrize("n_windows", [3, 4])
+def test_engine_cuts_a_wide_embedding_and_keeps_its_own_windows(
+        tmp_path: Path, clip: Path, n_windows: int) -> None:
+    # 3 windows are among the embedding's 5 (one decode); 4 are not (two decodes). Either way
+    # the other models and the timeline see the engine's windows, the head its 5.
+    from mer_models.features import DESCRIPTOR_NAMES, clip_descriptors, extract_features
+
+    head = _head(800)
+    card = ModelCard.load(_save(head, tmp_path, WIDE))
+    assert card.architecture["embedding"]["windows"] == 5
+    config = AnalysisConfig(n_windows=n_windows)
+    engine = MoodEngine(tmp_path, config=config, threads=1, prefer_gpu=False)
+    result = engine.classify(clip)
+    own = load_windows(clip, config)
+    assert [w.start for w in result.windows] == pytest.approx(own.starts.tolist(), abs=1e-3)
+    descriptors = clip_descriptors(extract_features(own.windows, config).descriptors)
+    np.testing.assert_allclose([result.descriptors[n] for n in DESCRIPTOR_NAMES], descriptors,
+                               rtol=1e-5, atol=1e-6)
+    assert engine.embedder is not None
+    wide = load_windows(clip, config.with_windows(5)).windows
+    np.testing.assert_allclose(result.embedding or [],
+                               engine.embedder.embed(wide, config.sample_rate), atol=1e-5)
+    expected = head.predict_proba(np.array([result.embedding]))[0]
+    np.testing.assert_allclose(list(result.probabilities.values()), expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("windows", [0, -5, "5", 2.5, True])
+def test_head_card_with_bad_windows_is_refused(tmp_path: Path, windows: object) -> None:
+    card_path = _save(_head(400), tmp_path)
+    card = ModelCard.load(card_path)
+    card.architecture["embedding"]["windows"] = windows
+    card.save(card_path)
+    with pytest.raises(ModelCardError, match="positive"):
+        MusicnnHead(card_path, threads=1, prefer_gpu=False)
 
 
 def test_engine_fuses_the_head_and_returns_the_embedding(tmp_path: Path, clip: Path) -> None:

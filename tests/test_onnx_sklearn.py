@@ -249,12 +249,13 @@ def _shipped_rows(kind: str, reference: Any) -> tuple[NDArray[np.float64], str]:
             rows = np.stack([clip_descriptors(d[index]) for d in windows])
             return np.nan_to_num(rows).astype(np.float64), f"{path.name} (4Q clips)"
     if kind == "musicnn":
-        from train.musicnn_embed import clip_embeddings
+        from train.musicnn_head import layout_embeddings
 
+        card = ModelCard.load(find_cards(DEFAULT_MODELS_DIR)["musicnn"])
         for path in sorted((CACHE / "musicnn").glob("4q-*.npz")):
             with np.load(path) as cached:
-                penultimate = cached["msd"]
-            rows = clip_embeddings(penultimate, AnalysisConfig().n_windows, 1)
+                rows = layout_embeddings(dict(cached), card.architecture["embedding"],
+                                         AnalysisConfig().n_windows)
             return rows.astype(np.float64), f"{path.name} (4Q clips)"
     return probe_rows(reference, n=400, seed=1), "rows drawn from the input scaler"
 
@@ -294,9 +295,10 @@ def test_shipped_engine_fuses_like_the_skops_path(tmp_path: Path) -> None:
         windows = load_windows(path, config).windows
         features = extract_features(windows, config)
         assert served.embedder is not None
+        wide = load_windows(path, served.embedder.analysis(config)).windows
         inputs = ModelInputs(logmel=features.logmel,
                              descriptors=clip_descriptors(features.descriptors),
-                             embedding=served.embedder.embed(windows, config.sample_rate))
+                             embedding=served.embedder.embed(wide, config.sample_rate))
         parts = [[m.quadrant_probabilities(inputs) for m in engine.models]
                  for engine in (served, reference)]
         for got, expected in zip(*parts, strict=True):

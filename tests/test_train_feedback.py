@@ -431,7 +431,8 @@ def test_musicnn_head_trains_on_feedback(clip_features: dict[str, Any], wavs: di
     rng = np.random.default_rng(5)
     labels = np.tile(np.arange(4), 10)
     folds = np.repeat(np.arange(5), 8)
-    x = rng.normal(labels[:, None], 0.7, (40, 400)).astype(np.float32)
+    size = 400 * len(head.SERVING_LAYOUT["networks"])
+    x = rng.normal(labels[:, None], 0.7, (40, size)).astype(np.float32)
     monkeypatch.setattr(head, "training_embeddings", lambda *a, **k: (x, {}))
     feedback = replace(feedback_of(clip_features, list(QUADRANTS), [frozenset({0})] * 4),
                        clips=[Clip(f"feedback-{q}", q, "band", FEEDBACK_FOLD, wavs[q])

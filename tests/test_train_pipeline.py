@@ -78,11 +78,15 @@ def test_all_stages_on_tiny_data(fake_data: Path, tmp_path: Path) -> None:
     cldnn = run_cldnn(data, run, cfg)
     assert cldnn["onnx_max_abs_diff"] < 1e-4 and (run / "curves_cldnn.png").is_file()
     assert len(cldnn["folds"]) == 5
-    # MSD only, to keep the test short; the tones of the synthetic quadrants differ clearly
-    # enough for the pretrained embedding too (measured below).
+    # MSD only, to keep the test short, but cut like the shipped layout (5 windows, 2 patches
+    # each); the tones of the synthetic quadrants differ clearly enough for the pretrained
+    # embedding too (measured below).
+    layout = {"networks": ["musicnn-msd-1"], "windows": 5, "patches_per_window": 2,
+              "head": "logreg"}
     musicnn = run_musicnn(data.labels, data.folds, [c.song_id for c in data.clips], run,
                           root=fake_data, analysis=SERVING, training=TRAINING_DATA,
-                          cache_dir=tmp_path / "musicnn", networks=("msd",), augment=False)
+                          layout=layout, cache_dir=tmp_path / "musicnn", networks=("msd",),
+                          augment=False)
     assert musicnn["macro_f1_mean"] >= 0.8 and (run / "oof_musicnn.npy").is_file()
     reference = run_reference(data, run, fake_data)
     assert reference["macro_f1_mean"] > 0.9  # the fake "official" features are separable
@@ -127,14 +131,15 @@ def test_augmented_copies_train_only_where_their_clip_may(fake_data: Path, tmp_p
     copies = augmented_embeddings(fake_data, song_ids, SERVING_LAYOUT, SERVING,
                                   cache_dir=tmp_path)
     assert list(copies) == list(AUGMENTATIONS)
+    size = 400 * len(SERVING_LAYOUT["networks"])  # mean and std of 200 units per network
     for name, x in copies.items():
-        assert x.shape == (2, 400) and np.isfinite(x).all(), name
+        assert x.shape == (2, size) and np.isfinite(x).all(), name
     # Re-encoding changes the embedding a little, not into another clip's.
     assert not np.allclose(copies["opus-96k-48k-stereo"], copies["gain-12dB"])
     again = augmented_embeddings(fake_data, song_ids, SERVING_LAYOUT, SERVING,
                                  cache_dir=tmp_path)  # from the cache this time
     np.testing.assert_array_equal(again["aac-128k-44k-stereo"], copies["aac-128k-44k-stereo"])
     x_all, y_all, folds_all, original = with_copies(
-        np.zeros((2, 400)), np.array([0, 2]), np.array([0, 3]), list(copies.values()))
-    assert x_all.shape == (12, 400) and original.sum() == 2 and original[:2].all()
+        np.zeros((2, size)), np.array([0, 2]), np.array([0, 3]), list(copies.values()))
+    assert x_all.shape == (12, size) and original.sum() == 2 and original[:2].all()
     assert (y_all == np.tile([0, 2], 6)).all() and (folds_all == np.tile([0, 3], 6)).all()

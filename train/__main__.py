@@ -139,7 +139,9 @@ def musicnn(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN,
             augment: Annotated[bool, typer.Option(
                 help="Add MP3/Opus/AAC re-encodings and gain changes to the training folds."
             )] = False, feedback: FeedbackOpt = None,
-            feedback_min_votes: MinVotesOpt = 1) -> None:
+            feedback_min_votes: MinVotesOpt = 1,
+            version: Annotated[str, typer.Option(
+                help="Version written into the head's card and file names.")] = "1") -> None:
     """Head on the musicnn embedding: cross-validation, then the final head with its card."""
     from train.musicnn_head import run_musicnn
     from train.pipeline import SERVING, TRAINING_DATA
@@ -148,7 +150,7 @@ def musicnn(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN,
     d = _with_feedback(_data(data), feedback, feedback_min_votes)
     m = run_musicnn(d.labels, d.folds, [c.song_id for c in d.clips], run, root=data,
                     analysis=SERVING, training=TRAINING_DATA, augment=augment,
-                    feedback=d.feedback)
+                    feedback=d.feedback, version=version)
     console.print(f"musicnn head: macro-F1 {m['macro_f1_mean']:.3f} ± "
                   f"{m['macro_f1_std']:.3f}, final {m['final_params']}")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from mer_models.audio import load_windows
+from mer_models.audio import load_windows, nested_windows
 from mer_models.config import AnalysisConfig
 from mer_models.features import DESCRIPTOR_NAMES, FEATURES_VERSION, extract_features
 
@@ -98,15 +98,16 @@ def load_4q(root: Path = DEFAULT_DATA_ROOT) -> list[Clip]:
 def serving_windows(n_cached: int, n_serving: int) -> list[int]:
     """Indices of the cached windows that coincide with the serving windows.
 
-    Windows are spread with ``linspace(0, span, n)``, so the serving positions are a subset of
-    the cached ones whenever ``(n_cached - 1)`` is a multiple of ``(n_serving - 1)``.
+    Raises
+    ------
+    ValueError
+        The serving positions are not among the cached ones
+        (:func:`mer_models.audio.nested_windows`).
     """
-    if n_serving == 1:
-        return [0]
-    step, rest = divmod(n_cached - 1, n_serving - 1)
-    if rest:
+    index = nested_windows(n_cached, n_serving)
+    if index is None:
         raise ValueError(f"{n_serving} serving windows are not a subset of {n_cached} cached")
-    return list(range(0, n_cached, step))
+    return index
 
 
 def cache_key(config: AnalysisConfig) -> str:

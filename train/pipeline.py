@@ -405,7 +405,8 @@ def run_robustness(data: Data, run_dir: Path, *, fold: int = 4, root: Path = DEF
                 inputs["logmel"].append(feats.logmel)
                 inputs["descriptors"].append(clip_descriptors(feats.descriptors))
                 if embedder is not None:
-                    inputs["embedding"].append(embedder.embed(windows, SERVING.sample_rate))
+                    wide = load_windows(path, embedder.analysis(SERVING)).windows
+                    inputs["embedding"].append(embedder.embed(wide, SERVING.sample_rate))
         probabilities = {kind: predict(inputs) for kind, predict in predictors.items()}
         zeros = np.zeros_like(labels)
         results[name] = {kind: per_fold(labels, p, zeros)["pooled"]
@@ -431,9 +432,8 @@ def _musicnn_fold_head(data: Data, run_dir: Path, fold: int, root: Path,
     from sklearn.base import clone
 
     from mer_models.musicnn import OnnxMusicnn
-    from mer_models.musicnn_head import MusicnnEmbedder
     from train.musicnn_embed import CACHE_DIR, _heads
-    from train.musicnn_head import training_embeddings, with_copies
+    from train.musicnn_head import layout_embedder, training_embeddings, with_copies
 
     metrics = json_load(run_dir / "metrics_musicnn.json")
     layout = metrics["layout"]
@@ -448,7 +448,7 @@ def _musicnn_fold_head(data: Data, run_dir: Path, fold: int, root: Path,
     head.fit(x_all[folds_all != fold], y_all[folds_all != fold])
     networks = [OnnxMusicnn(WEIGHTS_DIR / f"{n}.json", threads=1, prefer_gpu=False)
                 for n in layout["networks"]]
-    return MusicnnEmbedder(networks, layout["patches_per_window"]), head
+    return layout_embedder(networks, layout), head
 
 
 def json_load(path: Path) -> Any:
