@@ -5,13 +5,15 @@ Usage::
     .venv/bin/python bench/recommend.py [--seeds 10] [--no-write]
 
 The "stored moods" are out-of-fold predictions: every clip was predicted by a model that did
-not see its fold: the shipped three-model fusion (runs/r3-noaug/oof_fused.npy, from
-``python -m train all``) when present, then runs/musicnn/oof-msd+mtt-logreg-w3p1.csv and
-runs/ens/oof_ensemble.npy when present; the truth is the dataset's quadrant. The "like"
-embedding is what the service stores with each prediction: the musicnn clip embedding of the
-shipped head (``--embedding msd``: MSD network, 3 serving windows, centre patch, mean+std:
-400 values), or MSD+MTT (800 values), read from the cache of train/musicnn_embed.py. Prints
-the tables and writes them into docs/RECOMMENDER.md between the bench markers.
+not see its fold: the shipped three-model fusion (``--fused``, default runs/r4/oof_fused.npy,
+from ``python -m train fuse --run runs/r4``) when present, then
+runs/musicnn/oof-msd+mtt-logreg-w3p1.csv and runs/ens/oof_ensemble.npy when present; the
+truth is the dataset's quadrant. The "like" embedding is what the service stores with each
+prediction: the musicnn clip embedding of the shipped head (``--embedding shipped``, the
+layout its card names: MSD+MTT, 5 windows, 2 patches each, mean+std: 800 values), or MSD /
+MSD+MTT on the 3 serving windows with one centred patch (``msd``: 400 values, the first
+head's; ``msd+mtt``: 800), read from the cache of train/musicnn_embed.py. Prints the tables
+and writes them into docs/RECOMMENDER.md between the bench markers.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -35,7 +38,7 @@ from bot.recommend.journey import Path as MoodPath  # noqa: E402
 from bot.recommend.values import ranking  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "4q"
-FUSED_OOF = ROOT / "runs" / "r3-noaug" / "oof_fused.npy"
+FUSED_OOF = ROOT / "runs" / "r4" / "oof_fused.npy"
 MUSICNN_OOF = ROOT / "runs" / "musicnn" / "oof-msd+mtt-logreg-w3p1.csv"
 ENSEMBLE_OOF = ROOT / "runs" / "ens" / "oof_ensemble.npy"
 CACHE = ROOT / ".cache" / "musicnn"
@@ -62,11 +65,11 @@ def load() -> tuple[list[dict[str, str]], dict[str, set[str]]]:
     return rows, genres
 
 
-def predictions(rows: list[dict[str, str]]) -> dict[str, np.ndarray]:
+def predictions(rows: list[dict[str, str]], fused: Path = FUSED_OOF) -> dict[str, np.ndarray]:
     """Out-of-fold probabilities (720, 4) in splits.csv order, by name."""
     out: dict[str, np.ndarray] = {}
-    if FUSED_OOF.is_file():
-        out["shipped fusion (CLDNN + ensemble + musicnn head)"] = np.load(FUSED_OOF)
+    if fused.is_file():
+        out["shipped fusion (CLDNN + ensemble + musicnn head)"] = np.load(fused)
     if MUSICNN_OOF.is_file():
         with MUSICNN_OOF.open(newline="", encoding="utf-8") as f:
             by_id = {r["song_id"]: [float(r[q]) for q in QUADRANTS] for r in csv.DictReader(f)}
@@ -76,14 +79,25 @@ def predictions(rows: list[dict[str, str]]) -> dict[str, np.ndarray]:
     return out
 
 
-def embeddings(rows: list[dict[str, str]], networks: tuple[str, ...] = ("msd",)
-               ) -> np.ndarray | None:
-    """Clip embeddings (720, 400 per network) in splits.csv order, or None without the cache."""
+def embeddings(rows: list[dict[str, str]], kind: str = "shipped") -> np.ndarray | None:
+    """Clip embeddings (720, 400 per network) in splits.csv order, or None without the cache.
+
+    ``kind`` "shipped" pools the layout of the shipped head's card, "msd" or "msd+mtt" the
+    centred patch of the 3 serving windows.
+    """
+    from mer_models.card import ModelCard, find_cards
+    from mer_models.engine import DEFAULT_MODELS_DIR
+    from train.musicnn_head import layout_embeddings
+
     for path in sorted(CACHE.glob("4q-*.npz")):
-        with np.load(path) as cache:
-            if list(cache["song_ids"]) != [r["song_id"] for r in rows]:
+        with np.load(path) as loaded:
+            if list(loaded["song_ids"]) != [r["song_id"] for r in rows]:
                 continue
-            parts = [cache[k][:, PATCHES, :] for k in networks]
+            cache = dict(loaded)
+        if kind == "shipped":
+            card = ModelCard.load(find_cards(DEFAULT_MODELS_DIR)["musicnn"])
+            return layout_embeddings(cache, card.architecture["embedding"], 3)
+        parts = [cache[k][:, PATCHES, :] for k in kind.split("+")]
         return np.concatenate([np.concatenate([p.mean(axis=1), p.std(axis=1)], axis=1)
                                for p in parts], axis=1)
     return None
@@ -117,8 +131,8 @@ def genre_scores(rows: list[dict[str, str]], genres: dict[str, set[str]]) -> np.
     return out
 
 
-def capped(order: np.ndarray, artists: list[str], n: int, banned: set[int] = frozenset()
-           ) -> list[int]:
+def capped(order: np.ndarray, artists: list[str], n: int,
+           banned: set[int] | frozenset[int] = frozenset()) -> list[int]:
     """First ``n`` of ``order`` with one track per artist (the recommender's cap)."""
     seen, out = set(), []
     for i in order:
@@ -219,13 +233,14 @@ def like_table(lib: list[Candidate], truth: list[str], genres: list[set[str]],
 def journey_table(lib: list[Candidate], truth: list[str], seeds: int) -> list[list[str]]:
     """Per route and step count: steps that do not go back along the route (true moods)."""
     rows = []
-    configs = [(route, steps, True) for route in ("line", "circumplex") for steps in STEPS]
+    routes: tuple[Literal["line", "circumplex"], ...] = ("line", "circumplex")
+    configs = [(route, steps, True) for route in routes for steps in STEPS]
     # Ablation: the ends given as the quadrant centres (points), not as moods (surest tracks).
-    configs += [(route, 8, False) for route in ("line", "circumplex")]
+    configs += [(route, 8, False) for route in routes]
     for route, steps, anchored in configs:
         toward, strict, ends, jump, jump_pred, rand = [], [], [], [], [], []
         for (a, b) in PAIRS:
-            path = MoodPath(CENTRES[a], CENTRES[b], route)  # type: ignore[arg-type]
+            path = MoodPath(CENTRES[a], CENTRES[b], route)
             for seed in range(seeds):
                 walk = journey(lib, a if anchored else CENTRES[a],
                                b if anchored else CENTRES[b], steps, route=route, seed=seed)
@@ -256,23 +271,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10, help="seeds per list and journey")
     parser.add_argument("--no-write", action="store_true", help="print only")
-    parser.add_argument("--embedding", choices=("msd", "msd+mtt"), default="msd",
-                        help="the 'like' embedding: msd is what the shipped head stores")
+    parser.add_argument("--embedding", choices=("shipped", "msd", "msd+mtt"), default="shipped",
+                        help="the 'like' embedding: shipped is what the shipped head stores")
+    parser.add_argument("--fused", type=Path, default=FUSED_OOF,
+                        help="out-of-fold probabilities of the shipped fusion")
     args = parser.parse_args()
     start = time.perf_counter()
     rows, genre_map = load()
     truth = [r["quadrant"] for r in rows]
     folds = np.array([int(r["fold"]) for r in rows])
-    networks = tuple(args.embedding.split("+"))
-    emb = embeddings(rows, networks)
+    emb = embeddings(rows, args.embedding)
     gscore = genre_scores(rows, genre_map)
     genres = [genre_map[r["song_id"]] for r in rows]
-    described = (f"musicnn {args.embedding.upper()}, {400 * len(networks)} values"
+    described = (f"musicnn {args.embedding}, {emb.shape[1]} values"
                  if emb is not None else "none (no cache)")
     parts = [f"Command: `.venv/bin/python bench/recommend.py --seeds {args.seeds} --embedding "
              f"{args.embedding}` (720 clips, {len(set(r['artist'] for r in rows))} artists; "
              f"embedding: {described})."]
-    for name, proba in predictions(rows).items():
+    for name, proba in predictions(rows, args.fused).items():
         lib = candidates(rows, proba, emb)
         acc = np.mean([c.quadrant == t for c, t in zip(lib, truth, strict=True)])
         parts += [f"\n### Stored moods: {name} out-of-fold predictions (accuracy {acc:.3f})",
