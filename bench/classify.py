@@ -183,6 +183,10 @@ def main() -> None:
             "clips": origin,
             "models": engine.versions,
             "latency_1_thread": bench_latency(engine, paths),
+            # The in-process default (threads=0: onnxruntime on every core), what a one-file
+            # `mer classify` and a single-process service use.
+            "latency_all_threads": bench_latency(MoodEngine(args.models, threads=0),
+                                                 paths[: max(1, len(paths) // 3)]),
             "throughput_all_cores": bench_steady_throughput(args.models, paths,
                                                             os.cpu_count() or 1),
             "throughput_classify_many": bench_throughput(engine, paths, os.cpu_count() or 1),
