@@ -143,3 +143,41 @@ def test_augmented_copies_train_only_where_their_clip_may(fake_data: Path, tmp_p
         np.zeros((2, size)), np.array([0, 2]), np.array([0, 3]), list(copies.values()))
     assert x_all.shape == (12, size) and original.sum() == 2 and original[:2].all()
     assert (y_all == np.tile([0, 2], 6)).all() and (folds_all == np.tile([0, 3], 6)).all()
+
+
+@pytest.mark.parametrize(("layout", "networks", "windows"), [
+    ("serving", ["musicnn-msd-1", "musicnn-mtt-1"], 5), ("fast", ["musicnn-msd-1"], None)])
+def test_musicnn_command_trains_the_layout_asked(fake_data: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch, layout: str,
+                                                 networks: list[str], windows: int | None
+                                                 ) -> None:
+    from typer.testing import CliRunner
+
+    import train.musicnn_head as head
+    from train.__main__ import app
+
+    seen: dict[str, object] = {}
+
+    def fake_run(*args: object, **kwargs: object) -> dict[str, object]:
+        seen.update(kwargs)
+        return {"macro_f1_mean": 0.5, "macro_f1_std": 0.1, "final_params": {}}
+
+    monkeypatch.setattr(head, "run_musicnn", fake_run)
+    result = CliRunner().invoke(app, ["musicnn", "--data", str(fake_data), "--run",
+                                      str(tmp_path / "run"), "--layout", layout])
+    assert result.exit_code == 0, result.output
+    chosen = seen["layout"]
+    assert isinstance(chosen, dict)
+    assert chosen["networks"] == networks and chosen.get("windows") == windows
+
+
+def test_musicnn_command_refuses_an_unknown_layout(fake_data: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from train.__main__ import app
+
+    result = CliRunner().invoke(app, ["musicnn", "--data", str(fake_data), "--run",
+                                      str(tmp_path / "run"), "--layout", "tiny"],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code != 0
+    assert "--layout must be one of serving, fast, got 'tiny'" in " ".join(result.output.split())
