@@ -162,11 +162,14 @@ def evaluate(variants: list[str]) -> None:
         out[v] = r
     (run.HERE / "results2.json").write_text(json.dumps(out, indent=1))
     encs = ["original", *CODECS]
+
+    def f1_cells(block: dict) -> str:  # one "mean±std" cell per encoding
+        return " | ".join(f"{block[t]['macro_f1_mean']:.3f}±{block[t]['macro_f1_std']:.3f}"
+                          for t in encs)
+
     print("| variant | " + " | ".join(encs) + " | top-p / acc (orig) | top-p / acc (Opus) |")
     for v, r in out.items():
-        e = r["ensemble"]
-        print(f"| {v} | " + " | ".join(f"{e[t]['macro_f1_mean']:.3f}±{e[t]['macro_f1_std']:.3f}"
-                                      for t in encs) +
+        print(f"| {v} | " + f1_cells(r["ensemble"]) +
               f" | {r['calib']['original']['mean_top_prob']:.2f} / "
               f"{r['calib']['original']['acc']:.2f}"
               f" (ll {r['calib']['original']['log_loss']:.2f})"
@@ -175,8 +178,7 @@ def evaluate(variants: list[str]) -> None:
     print("| variant | " + " | ".join(encs) + " | val (orig) | ar (orig) | weights |")
     for v, r in out.items():
         f = r["fused"]
-        print(f"| {v} | " + " | ".join(f"{f[t]['macro_f1_mean']:.3f}±{f[t]['macro_f1_std']:.3f}"
-                                      for t in encs) +
+        print(f"| {v} | " + f1_cells(f) +
               f" | {f['original']['valence_mean']:.3f} | {f['original']['arousal_mean']:.3f} | "
               f"{sorted(set(tuple(w) for w in r['weights'].values()))} |")
     print("\nfold4 fused (shipped weights)", w_ship)

@@ -45,9 +45,10 @@ sys.path.insert(0, str(ROOT))
 from mer_models.audio import load_windows  # noqa: E402
 from mer_models.config import AnalysisConfig  # noqa: E402
 from mer_models.musicnn import OnnxMusicnn, musicnn_patches  # noqa: E402
+from mer_models.onnx import session_options  # noqa: E402
 from train.data import DEFAULT_DATA_ROOT, QUADRANT_NAMES  # noqa: E402
 from train.metrics import per_fold  # noqa: E402
-from train.musicnn_embed import CACHE_DIR, read_splits  # noqa: E402
+from train.musicnn_embed import read_splits  # noqa: E402
 from train.pipeline import best_weights, nested_fusion  # noqa: E402
 
 WEIGHTS = ROOT / "mer_models" / "weights"
@@ -123,14 +124,12 @@ def resplits(data: Path, rows: list[dict[str, str]], y: np.ndarray, names: list[
     for the official folds, so no fusion here)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    from train.musicnn_embed import clip_embeddings, cross_validate
+    from train.musicnn_embed import clip_embeddings, cross_validate, extract
 
     with (data / "4q" / "metadata.csv").open(newline="", encoding="utf-8") as handle:
         artist = {r["Song"]: r["Artist"] for r in csv.DictReader(handle)}
     groups = np.array([artist[r["song_id"]] for r in rows])
-    (cache_file,) = sorted(CACHE_DIR.glob("4q-*.npz"))[-1:]
-    with np.load(cache_file) as cached:
-        cache = dict(cached)
+    cache = extract(data)
     line = []
     for name in names:
         features, _, layout = name.split("-")
@@ -205,9 +204,7 @@ def onnx_variants(paths: list[str], say: Callable[[str], None]) -> None:
         variants["int8 dynamic"] = (dynamic, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
         sessions = {}
         for label, (path, level) in variants.items():
-            options = ort.SessionOptions()  # as mer_models.onnx.cached_session, 1 thread
-            options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options = session_options(1)
             options.graph_optimization_level = level
             sessions[label] = ort.InferenceSession(str(path), options,
                                                    providers=["CPUExecutionProvider"])
@@ -260,9 +257,7 @@ def int8_accuracy(data: Path, base: Path, say: Callable[[str], None]) -> None:
                     "int8 static, the 2 timbral convolutions": quantize(
                         source, Path(tmp), calibration, ["Conv_20", "Conv_25"])}
         for label, path in variants.items():
-            options = ort.SessionOptions()
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            session = ort.InferenceSession(str(path), options,
+            session = ort.InferenceSession(str(path), session_options(0),
                                            providers=["CPUExecutionProvider"])
             x = np.stack([pool_embedding(session.run(["penultimate"], {"melspec": p})[0])
                           for p in patches])

@@ -216,6 +216,34 @@ def load_audio(
     return samples
 
 
+def load_window_pair(source: AudioSource, config: AnalysisConfig, wide: AnalysisConfig, *,
+                     name: str | None = None) -> tuple[WindowedAudio, NDArray[np.float32]]:
+    """The windows of ``config`` and those of ``wide`` (the same settings, more windows).
+
+    Decoded once when ``config``'s windows are among ``wide``'s (:func:`nested_windows`: 3 of
+    5), else twice.
+
+    Returns
+    -------
+    tuple
+        ``config``'s :class:`WindowedAudio` and ``wide``'s windows.
+
+    Raises
+    ------
+    AudioError
+        As :func:`load_windows`.
+    """
+    if wide.n_windows == config.n_windows:
+        audio = load_windows(source, config, name=name)
+        return audio, audio.windows
+    index = nested_windows(wide.n_windows, config.n_windows)
+    if index is not None:
+        decoded = load_windows(source, wide, name=name)
+        return decoded.select(index), decoded.windows
+    return (load_windows(source, config, name=name),
+            load_windows(source, wide, name=name).windows)
+
+
 def _check_level(samples: NDArray[np.float32], label: str) -> float:
     """The peak of decoded samples, refusing corrupt ones (not finite, far past full scale)."""
     peak = float(np.max(np.abs(samples))) if samples.size else 0.0

@@ -17,13 +17,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from mer_models.audio import (
-    AudioSource,
-    WindowedAudio,
-    load_windows,
-    nested_windows,
-    source_name,
-)
+from mer_models.audio import AudioSource, load_window_pair, source_name
 from mer_models.card import ModelCard, find_cards
 from mer_models.config import AnalysisConfig
 from mer_models.ensemble import DescriptorEnsemble
@@ -118,11 +112,9 @@ class MoodEngine:
         self.embedder: MusicnnEmbedder | None = next(
             (m.embedder for m in self.models if isinstance(m, MusicnnHead)), None)
         # The embedding may be cut from more windows than the other models see (5 against 3):
-        # decode the embedding's windows once and give the other models theirs among them,
-        # or, when the positions do not coincide (another --windows), decode both.
+        # both sets come from one decode when they nest (load_window_pair).
         self._embed_config = (self.embedder.analysis(self.config)
                               if self.embedder is not None else self.config)
-        self._own_windows = nested_windows(self._embed_config.n_windows, self.config.n_windows)
 
     @property
     def cards(self) -> list[ModelCard]:
@@ -164,7 +156,8 @@ class MoodEngine:
             The input cannot be decoded or analysed (the message names it and says why).
         """
         start = time.perf_counter()
-        audio, embed_windows = self._decode(source, name)
+        audio, embed_windows = load_window_pair(source, self.config, self._embed_config,
+                                                name=name)
         decoded = time.perf_counter()
         probabilities, descriptors, embedding, timings = self._predict(audio.windows,
                                                                        embed_windows)
@@ -219,18 +212,6 @@ class MoodEngine:
             return [self.try_classify(s) for s in sources]
         with WorkerPool(EngineSpec.of(self), workers) as pool:
             return pool.map(sources, chunksize=max(1, len(sources) // (4 * workers)))
-
-    def _decode(self, source: AudioSource, name: str | None
-                ) -> tuple[WindowedAudio, NDArray[np.float32]]:
-        """The engine's windows of a clip, and the windows its embedding is cut from."""
-        if self._embed_config.n_windows == self.config.n_windows:
-            audio = load_windows(source, self.config, name=name)
-            return audio, audio.windows
-        if self._own_windows is not None:
-            wide = load_windows(source, self._embed_config, name=name)
-            return wide.select(self._own_windows), wide.windows
-        audio = load_windows(source, self.config, name=name)
-        return audio, load_windows(source, self._embed_config, name=name).windows
 
     def _predict(self, windows: NDArray[np.float32],
                  embed_windows: NDArray[np.float32] | None = None

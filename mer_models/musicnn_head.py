@@ -57,6 +57,13 @@ class MusicnnEmbedder:
         self.patches_per_window = patches_per_window
         self.windows = windows
 
+    @classmethod
+    def from_layout(cls, networks: Sequence[OnnxMusicnn], layout: dict[str, Any]
+                    ) -> MusicnnEmbedder:
+        """The embedder of a card's ``architecture.embedding`` layout (or a training layout):
+        ``patches_per_window``, and ``windows`` when it names them."""
+        return cls(networks, layout["patches_per_window"], layout.get("windows"))
+
     def analysis(self, config: AnalysisConfig) -> AnalysisConfig:
         """The analysis settings to decode this embedding's windows with: ``config`` with
         :attr:`windows` windows per clip (``config`` itself when that is None)."""
@@ -136,8 +143,7 @@ class MusicnnHead:
                                  "integers")
         networks = [OnnxMusicnn(self.card_path.parent / f"{name}.json", threads=threads,
                                 prefer_gpu=prefer_gpu) for name in layout["networks"]]
-        self.embedder = MusicnnEmbedder(networks, layout["patches_per_window"],
-                                        layout.get("windows"))
+        self.embedder = MusicnnEmbedder.from_layout(networks, layout)
         self._model = load_classifier(self.card_path, self.card, threads=threads)
         expected = getattr(self._model, "n_features_in_", None)
         if expected != self.embedder.size:

@@ -40,14 +40,23 @@ def cached_session(path: str, sha256: str, providers: tuple[str, ...], threads: 
     """
     import onnxruntime as ort
 
+    logger.info("loading ONNX model %s with %s", Path(path).name, providers)
+    return ort.InferenceSession(path, sess_options=session_options(threads),
+                                providers=list(providers))
+
+
+def session_options(threads: int) -> onnxruntime.SessionOptions:
+    """The engine's session options: every graph optimisation, ``threads`` intra-op threads
+    (0: onnxruntime's default, all cores) that do not spin-wait, one inter-op thread."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads > 0:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    logger.info("loading ONNX model %s with %s", Path(path).name, providers)
-    return ort.InferenceSession(path, sess_options=options, providers=list(providers))
+    return options
 
 
 def load_session(artifact: Path, sha256: str, *, threads: int = 0, prefer_gpu: bool = True

@@ -153,9 +153,12 @@ def test_musicnn_command_trains_the_layout_asked(fake_data: Path, tmp_path: Path
                                                  ) -> None:
     from typer.testing import CliRunner
 
+    import train.__main__ as cli
     import train.musicnn_head as head
-    from train.__main__ import app
 
+    # The command's features go to the test's folder, never the project's .cache.
+    load = cli._data
+    monkeypatch.setattr(cli, "_data", lambda root, cache=None: load(root, tmp_path / "cache"))
     seen: dict[str, object] = {}
 
     def fake_run(*args: object, **kwargs: object) -> dict[str, object]:
@@ -163,8 +166,8 @@ def test_musicnn_command_trains_the_layout_asked(fake_data: Path, tmp_path: Path
         return {"macro_f1_mean": 0.5, "macro_f1_std": 0.1, "final_params": {}}
 
     monkeypatch.setattr(head, "run_musicnn", fake_run)
-    result = CliRunner().invoke(app, ["musicnn", "--data", str(fake_data), "--run",
-                                      str(tmp_path / "run"), "--layout", layout])
+    result = CliRunner().invoke(cli.app, ["musicnn", "--data", str(fake_data), "--run",
+                                          str(tmp_path / "run"), "--layout", layout])
     assert result.exit_code == 0, result.output
     chosen = seen["layout"]
     assert isinstance(chosen, dict)

@@ -160,17 +160,12 @@ def run_musicnn(labels: np.ndarray, folds: np.ndarray, song_ids: list[str], run_
     return metrics
 
 
-def layout_embedder(networks: list[OnnxMusicnn], layout: dict[str, Any]) -> MusicnnEmbedder:
-    """The serving embedder of a layout (networks, patches per window, windows if named)."""
-    return MusicnnEmbedder(networks, layout["patches_per_window"], layout.get("windows"))
-
-
 def feedback_embeddings(feedback: FeedbackClips, layout: dict[str, Any],
                         analysis: AnalysisConfig) -> np.ndarray:
     """Serving-layout embeddings (n_clips, size) of the users' clips, decoded as served."""
     networks = [OnnxMusicnn(WEIGHTS / f"{name}.json", threads=1, prefer_gpu=False)
                 for name in layout["networks"]]
-    embedder = layout_embedder(networks, layout)
+    embedder = MusicnnEmbedder.from_layout(networks, layout)
     rows = [embedder.embed(load_windows(clip.path, embedder.analysis(analysis)).windows,
                            analysis.sample_rate) for clip in feedback.clips]
     return np.stack(rows).astype(np.float32)
@@ -269,7 +264,7 @@ def augmented_embeddings(root: Path, song_ids: list[str], layout: dict[str, Any]
     paths = {row["song_id"]: Path(row["path"]) for row in read_splits(root)}
     networks = [OnnxMusicnn(WEIGHTS / f"{name}.json", threads=1, prefer_gpu=False)
                 for name in layout["networks"]]
-    embedder = layout_embedder(networks, layout)
+    embedder = MusicnnEmbedder.from_layout(networks, layout)
     decode = embedder.analysis(analysis)
     out = {}
     for name, how in AUGMENTATIONS.items():

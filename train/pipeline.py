@@ -370,7 +370,7 @@ def run_robustness(data: Data, run_dir: Path, *, fold: int = 4, root: Path = DEF
     """
     import torch
 
-    from mer_models.audio import load_windows
+    from mer_models.audio import load_window_pair
     from mer_models.features import extract_features
     from train.cldnn import Cldnn, CldnnConfig
 
@@ -400,12 +400,12 @@ def run_robustness(data: Data, run_dir: Path, *, fold: int = 4, root: Path = DEF
         with tempfile.TemporaryDirectory() as tmp:
             for clip in clips:
                 path = clip.path if args is None else encode(clip.path, Path(tmp), args)
-                windows = load_windows(path, SERVING).windows
-                feats = extract_features(windows, SERVING)
+                audio, wide = load_window_pair(
+                    path, SERVING, SERVING if embedder is None else embedder.analysis(SERVING))
+                feats = extract_features(audio.windows, SERVING)
                 inputs["logmel"].append(feats.logmel)
                 inputs["descriptors"].append(clip_descriptors(feats.descriptors))
                 if embedder is not None:
-                    wide = load_windows(path, embedder.analysis(SERVING)).windows
                     inputs["embedding"].append(embedder.embed(wide, SERVING.sample_rate))
         probabilities = {kind: predict(inputs) for kind, predict in predictors.items()}
         zeros = np.zeros_like(labels)
@@ -432,8 +432,9 @@ def _musicnn_fold_head(data: Data, run_dir: Path, fold: int, root: Path,
     from sklearn.base import clone
 
     from mer_models.musicnn import OnnxMusicnn
+    from mer_models.musicnn_head import MusicnnEmbedder
     from train.musicnn_embed import CACHE_DIR, _heads
-    from train.musicnn_head import layout_embedder, training_embeddings, with_copies
+    from train.musicnn_head import training_embeddings, with_copies
 
     metrics = json_load(run_dir / "metrics_musicnn.json")
     layout = metrics["layout"]
@@ -448,7 +449,7 @@ def _musicnn_fold_head(data: Data, run_dir: Path, fold: int, root: Path,
     head.fit(x_all[folds_all != fold], y_all[folds_all != fold])
     networks = [OnnxMusicnn(WEIGHTS_DIR / f"{n}.json", threads=1, prefer_gpu=False)
                 for n in layout["networks"]]
-    return layout_embedder(networks, layout), head
+    return MusicnnEmbedder.from_layout(networks, layout), head
 
 
 def json_load(path: Path) -> Any:
