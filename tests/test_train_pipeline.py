@@ -184,3 +184,61 @@ def test_musicnn_command_refuses_an_unknown_layout(fake_data: Path, tmp_path: Pa
                                 env={"COLUMNS": "200"})
     assert result.exit_code != 0
     assert "--layout must be one of serving, fast, got 'tiny'" in " ".join(result.output.split())
+
+
+def test_cldnn_trained_elsewhere_from_a_pack(fake_data: Path, tmp_path: Path) -> None:
+    """The lent-GPU path: pack here, train from the pack alone, import and score here."""
+    from train.cldnn_pack import DB_RANGE, _split, load_pack, train_pack, write_pack
+    from train.pipeline import CODECS, import_cldnn
+
+    data = load_data(fake_data, cache_dir=tmp_path / "cache", workers=1)
+    pack_path = tmp_path / "pack" / "pack.npz"
+    opus = {"opus": CODECS["opus-96k-48k-stereo"]}
+    info = write_pack(data, pack_path, workers=1, codecs=opus, codec_cache=tmp_path / "codec")
+    assert info["windows"] == 40 * 5 + 40 and info["codec_windows"] == 40
+    pack = load_pack(pack_path)
+    originals = pack["source"] == 0
+    exact = data.features.logmel.reshape(-1, 128, 216).astype(np.float32)
+    coded = pack["x"][originals].astype(np.float32)
+    assert np.array_equal(pack["clip"][originals], np.repeat(np.arange(40), 5))
+    inside = (exact > DB_RANGE[0] + 5) & (exact < DB_RANGE[1])
+    rms = float(np.sqrt(np.mean((coded - exact)[inside] ** 2)))
+    assert 0 < rms < 2.5  # 8-bit JPEG at quality 90 (measured 1.3 dB on 4Q clips)
+    # A codec window is the same clip and window re-encoded: close to its original window.
+    first = np.flatnonzero(pack["source"] == 1)[0]
+    clip, window = pack["clip"][first], pack["window"][first]
+    original = exact[clip * 5 + window]
+    assert np.corrcoef(pack["x"][first].astype(np.float32).ravel(), original.ravel())[0, 1] > 0.9
+
+    some = np.isin(pack["folds"], [0, 1, 2])
+    assert len(_split(pack, "plain", some)[0]) == 24 * 5  # the originals of 24 clips
+    x, y = _split(pack, "augmented", some)
+    assert len(x) == 24 * 5 + 24 and set(y) == {0, 1, 2, 3}  # and their codec windows
+
+    cfg = replace(TrainConfig(), epochs=2, batch_size=32, patience=5, model=TINY_CLDNN)
+    out = tmp_path / "results"
+    summary = train_pack(pack_path, out, variants=["augmented"], cfg=cfg, device="cpu",
+                         budget_s=600, jobs=2)
+    augmented = summary["variants"]["augmented"]
+    # Training folds: 3 of 5 (24 clips x 5 windows), plus one window per clip and codec.
+    assert augmented["windows"] == [24 * 5 + 24] * 5
+    assert tuple(augmented["config"]["gain_db"]) == (-12.0, 6.0) and augmented["final_epochs"] == 2
+    assert len(augmented["approx_macro_f1"]) == 5
+
+    run = tmp_path / "run"
+    run.mkdir()
+    metrics = import_cldnn(data, run, out, "augmented", version="7")
+    assert len(metrics["folds"]) == 5 and metrics["variant"] == "augmented"
+    assert metrics["onnx_max_abs_diff"] < 1e-4 and metrics["trained_on"] == "cpu"
+    assert np.load(run / "oof_cldnn.npy").shape == (40, 4)
+    assert (run / "models" / "mood-4q-cldnn-7.json").is_file()
+    assert sorted(p.name for p in run.glob("cldnn_fold*.pt")) == [
+        f"cldnn_fold{k}.pt" for k in range(5)]
+    with pytest.raises(KeyError, match="no variant 'other'"):
+        import_cldnn(data, run, out, "other")
+    with pytest.raises(FileNotFoundError, match=r"summary\.json"):
+        import_cldnn(data, run, tmp_path, "augmented")
+    summary["song_ids_sha256"] = "0" * 64
+    (out / "summary.json").write_text(__import__("json").dumps(summary))
+    with pytest.raises(KeyError, match="other clips"):
+        import_cldnn(data, run, out, "augmented")

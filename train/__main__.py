@@ -241,6 +241,43 @@ def convert_sklearn(
         console.print(f"{models_dir}: no .skops model to convert")
 
 
+@app.command("cldnn-pack")
+def cldnn_pack(data: DataOpt = DEFAULT_DATA_ROOT,
+               out: Annotated[Path, typer.Option(help="Pack file to write (git-ignored).")] =
+               Path(".cache/cldnn-pack/pack.npz"),
+               quality: Annotated[int, typer.Option(min=50, max=100,
+                                                    help="JPEG quality.")] = 90) -> None:
+    """Pack the CLDNN's training windows for a machine with torch alone (a lent GPU): see
+    ``train/cldnn_pack.py``; train there with ``python -m train.cldnn_pack PACK --out DIR``."""
+    from train.cldnn_pack import write_pack
+
+    info = write_pack(_data(data), out, quality=quality)
+    console.print(f"{out}: {info['windows']} windows ({info['codec_windows']} re-encoded), "
+                  f"{info['bytes'] / 2**20:.1f} MiB")
+
+
+@app.command("cldnn-import")
+def cldnn_import(results: Annotated[Path, typer.Argument(
+                     help="Folder of the checkpoints and summary.json that "
+                          "python -m train.cldnn_pack wrote.")],
+                 variant: Annotated[str, typer.Option(help="Which trained variant.")] =
+                 "augmented",
+                 data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN,
+                 version: Annotated[str, typer.Option(help="Model version.")] = "1") -> None:
+    """Score checkpoints trained elsewhere on the exact cached windows, then export and card
+    the final model into --run, like ``python -m train cldnn``."""
+    from train.pipeline import import_cldnn
+
+    run.mkdir(parents=True, exist_ok=True)
+    try:
+        m = import_cldnn(_data(data), run, results, variant, version=version)
+    except (FileNotFoundError, KeyError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"CLDNN ({variant}, trained on {m['trained_on']}): macro-F1 "
+                  f"{m['macro_f1_mean']:.3f} ± {m['macro_f1_std']:.3f}")
+
+
 @app.command("all")
 def all_(data: DataOpt = DEFAULT_DATA_ROOT, run: RunOpt = DEFAULT_RUN,
          gpu: Annotated[bool, typer.Option(help="Use CUDA when present.")] = True,

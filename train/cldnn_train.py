@@ -6,12 +6,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 from torch.nn import functional as F
 
+from mer_models.config import AnalysisConfig
 from train.cldnn import Cldnn, CldnnConfig
 
 logger = logging.getLogger(__name__)
@@ -31,6 +33,11 @@ class TrainConfig:
     time_masks: int = 2
     time_mask_width: int = 24
     label_smoothing: float = 0.05
+    #: Level changes (dB range, uniform) applied to a ``gain_prob`` share of the training
+    #: windows; None: none. A gain is an offset of the dB values, floored at ``db_floor``.
+    gain_db: tuple[float, float] | None = None
+    gain_prob: float = 0.5
+    db_floor: float = AnalysisConfig().db_floor
     seed: int = 0
     threads: int = 2
     model: CldnnConfig = field(default_factory=CldnnConfig)
@@ -38,6 +45,15 @@ class TrainConfig:
     def to_dict(self) -> dict[str, object]:
         """Plain-JSON form."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict` (lists back to tuples)."""
+        values = dict(values)
+        values["model"] = CldnnConfig.from_dict(values["model"])
+        if values.get("gain_db") is not None:
+            values["gain_db"] = tuple(values["gain_db"])
+        return cls(**values)
 
 
 #: Small enough for a 2-core CPU: about 20 s per epoch on 2,880 windows (measured, see
@@ -68,15 +84,31 @@ def spec_augment(x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) 
     return x
 
 
-def predict_windows(model: Cldnn, logmel: NDArray[np.floating], batch_size: int = 128
-                    ) -> NDArray[np.float32]:
-    """Probabilities of every window, shape (n, n_classes)."""
+def random_gain(x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """Level changes: a ``cfg.gain_prob`` share of the windows shifted by a uniform dB gain
+    in ``cfg.gain_db`` (the spectrogram of ``gain * audio`` is that of the audio plus
+    ``20 log10 gain``), floored at ``cfg.db_floor`` like the front end's output; bins at the
+    floor (silence, or below it) stay there."""
+    if cfg.gain_db is None:
+        return x
+    low, high = cfg.gain_db
+    batch = x.shape[0]
+    gain = low + (high - low) * torch.rand(batch, generator=generator)
+    gain = torch.where(torch.rand(batch, generator=generator) < cfg.gain_prob, gain, 0.0)
+    shifted = torch.clamp(x + gain[:, None, None].to(x.dtype), min=cfg.db_floor)
+    return torch.where(x <= cfg.db_floor, x, shifted)
+
+
+def predict_windows(model: Cldnn, logmel: NDArray[np.floating], batch_size: int = 128,
+                    device: str = "cpu") -> NDArray[np.float32]:
+    """Probabilities of every window, shape (n, n_classes), computed on ``device`` (where
+    the model must already be)."""
     model.eval()
     out = []
     with torch.no_grad():
         for i in range(0, len(logmel), batch_size):
             chunk = torch.from_numpy(np.asarray(logmel[i : i + batch_size], dtype=np.float32))
-            out.append(model(chunk).numpy())
+            out.append(model(chunk.to(device)).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -84,7 +116,7 @@ def train_cldnn(
     train_x: NDArray[np.floating], train_y: NDArray[np.integer],
     valid_x: NDArray[np.floating] | None, valid_y: NDArray[np.integer] | None,
     cfg: TrainConfig, *, score: Callable[[NDArray[np.float32], NDArray[np.integer]], float]
-    | None = None, device: str = "cpu",
+    | None = None, device: str = "cpu", deadline: float | None = None,
 ) -> tuple[Cldnn, list[dict[str, float]]]:
     """Train a CLDNN on windows; keep the epoch with the best validation score.
 
@@ -102,6 +134,9 @@ def train_cldnn(
         default: accuracy.
     device : str
         ``"cpu"`` or ``"cuda"``.
+    deadline : float, optional
+        A ``time.time()`` after which no new epoch starts (the best epoch so far is kept):
+        for a machine lent for a fixed time.
 
     Returns
     -------
@@ -134,7 +169,8 @@ def train_cldnn(
         losses = []
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
-            xb = spec_augment(x_all[idx], cfg, generator).to(device)
+            xb = spec_augment(random_gain(x_all[idx], cfg, generator), cfg, generator)
+            xb = xb.to(device)
             loss = F.cross_entropy(model.logits(xb), y_all[idx].to(device),
                                    label_smoothing=cfg.label_smoothing)
             optimiser.zero_grad(set_to_none=True)
@@ -144,9 +180,8 @@ def train_cldnn(
             losses.append(float(loss.detach()))
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses))}
         if valid_x is not None and valid_y is not None:
-            model.cpu()
-            record["valid_score"] = score(predict_windows(model, valid_x), valid_y)
-            model.to(device)
+            record["valid_score"] = score(predict_windows(model, valid_x, device=device),
+                                          valid_y)
             if best is None or record["valid_score"] > best[0]:
                 best = (record["valid_score"],
                         {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
@@ -157,6 +192,9 @@ def train_cldnn(
         history.append(record)
         logger.info("epoch %s", record)
         if valid_x is not None and stale >= cfg.patience:
+            break
+        if deadline is not None and time.time() > deadline and epoch + 1 < cfg.epochs:
+            logger.warning("deadline reached after epoch %d of %d", epoch + 1, cfg.epochs)
             break
     model.cpu()
     if best is not None:

@@ -186,48 +186,116 @@ def run_cldnn(data: Data, run_dir: Path, cfg: TrainConfig, *, device: str = "cpu
     """Cross-validate (each fold held out, the next one for early stopping), then train the
     final model on every clip for the median best epoch count, export it and write its card."""
     folds = folds if folds is not None else sorted(set(data.folds.tolist()))
-    oof = np.zeros((len(data.labels), 4), dtype=np.float32)
-    histories, best_epochs = {}, []
+    fold_models, histories = {}, {}
     for k in folds:
         valid_fold = (k + 1) % 5
         train_mask = (data.folds != k) & (data.folds != valid_fold)
         tx, ty = _with_feedback_windows(data, *_windows_of(data, train_mask), {k, valid_fold})
         vx, vy = _windows_of(data, data.folds == valid_fold)
-        model, history = train_cldnn(tx, ty, vx, vy, cfg, score=_window_f1, device=device)
-        torch_save(model, run_dir / f"cldnn_fold{k}.pt")
-        oof[data.folds == k] = clip_probabilities(model, data.features.logmel[data.folds == k])
-        histories[f"fold {k}"] = history
-        best_epochs.append(int(np.argmax([h["valid_score"] for h in history])) + 1)
-        logger.info("fold %d: macro-F1 %.3f", k, _window_f1(oof[data.folds == k],
-                                                              data.labels[data.folds == k]))
-    evaluated = np.isin(data.folds, folds)
-    np.save(run_dir / "oof_cldnn.npy", oof)
-    metrics = per_fold(data.labels[evaluated], oof[evaluated], data.folds[evaluated])
-    metrics["best_epochs"] = best_epochs
-    metrics["seconds_per_epoch"] = float(np.mean([h["seconds"] for hs in histories.values()
-                                                  for h in hs]))
-    metrics["config"] = cfg.to_dict()
-    training = _record_feedback(data, metrics)
-    save_curves_png(histories, run_dir / "curves_cldnn.png")
-    save_confusion_png(metrics["pooled"]["confusion"], run_dir / "confusion_cldnn.png",
-                       "CLDNN, out-of-fold")
-    final_epochs = max(2, int(np.median(best_epochs)))
-    final_cfg = TrainConfig(**{**cfg.__dict__, "epochs": final_epochs})
+        fold_models[k], histories[k] = train_cldnn(tx, ty, vx, vy, cfg, score=_window_f1,
+                                                   device=device)
+    final_epochs = max(2, int(np.median([_best_epoch(h) for h in histories.values()])))
+    final_cfg = replace(cfg, epochs=final_epochs)
     all_x, all_y = _with_feedback_windows(
         data, *_windows_of(data, np.ones(len(data.labels), dtype=bool)), None)
-    model, history = train_cldnn(all_x, all_y, None, None, final_cfg, device=device)
-    metrics["final_epochs"] = final_epochs
-    write_json(metrics, run_dir / "metrics_cldnn.json")
+    model, _ = train_cldnn(all_x, all_y, None, None, final_cfg, device=device)
+    return finish_cldnn(data, run_dir, fold_models, histories, model, final_cfg,
+                        version=version)
+
+
+def _best_epoch(history: list[dict[str, float]]) -> int:
+    return int(np.argmax([h["valid_score"] for h in history])) + 1
+
+
+def finish_cldnn(data: Data, run_dir: Path, fold_models: dict[int, Any],
+                 histories: dict[int, list[dict[str, float]]], final: Any,
+                 final_cfg: TrainConfig, *, version: str = "1",
+                 extra: dict[str, Any] | None = None, note: str = "") -> dict[str, Any]:
+    """Out-of-fold probabilities of the fold models on the cached windows, metrics, curves,
+    the final model's ONNX export and card: the end of :func:`run_cldnn` and of
+    :func:`import_cldnn`."""
+    oof = np.zeros((len(data.labels), 4), dtype=np.float32)
+    for k, model in fold_models.items():
+        torch_save(model, run_dir / f"cldnn_fold{k}.pt")
+        oof[data.folds == k] = clip_probabilities(model, data.features.logmel[data.folds == k])
+        logger.info("fold %d: macro-F1 %.3f", k, _window_f1(oof[data.folds == k],
+                                                              data.labels[data.folds == k]))
+    evaluated = np.isin(data.folds, list(fold_models))
+    np.save(run_dir / "oof_cldnn.npy", oof)
+    metrics = per_fold(data.labels[evaluated], oof[evaluated], data.folds[evaluated])
+    metrics["best_epochs"] = [_best_epoch(histories[k]) for k in fold_models]
+    metrics["seconds_per_epoch"] = float(np.mean([h["seconds"] for hs in histories.values()
+                                                  for h in hs]))
+    metrics["config"] = final_cfg.to_dict()
+    metrics.update(extra or {})
+    training = _record_feedback(data, metrics)
+    save_curves_png({f"fold {k}": h for k, h in histories.items()},
+                    run_dir / "curves_cldnn.png")
+    save_confusion_png(metrics["pooled"]["confusion"], run_dir / "confusion_cldnn.png",
+                       "CLDNN, out-of-fold")
+    metrics["final_epochs"] = final_cfg.epochs
     models = run_dir / "models"
     models.mkdir(parents=True, exist_ok=True)
     onnx_path = models / f"mood-4q-cldnn-{version}.onnx"
-    metrics["onnx_max_abs_diff"] = export_onnx(model, onnx_path)
-    cldnn_card(artifact=onnx_path, version=version, model=model, analysis=SERVING,
+    metrics["onnx_max_abs_diff"] = export_onnx(final, onnx_path)
+    cldnn_card(artifact=onnx_path, version=version, model=final, analysis=SERVING,
                training=training, metrics=card_metrics(metrics),
-               notes=f"train config: {final_cfg.to_dict()}").save(
+               notes=f"{note}train config: {final_cfg.to_dict()}").save(
         models / f"mood-4q-cldnn-{version}.json")
     write_json(metrics, run_dir / "metrics_cldnn.json")
     return metrics
+
+
+def import_cldnn(data: Data, run_dir: Path, results: Path, variant: str, *,
+                 version: str = "1") -> dict[str, Any]:
+    """Finish (:func:`finish_cldnn`) the checkpoints of ``variant`` that
+    ``python -m train.cldnn_pack`` trained elsewhere, scored here on the exact cached windows.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``results`` holds no checkpoint of ``variant`` or no ``summary.json``.
+    KeyError
+        A fold or the final model is missing, or the pack was of other clips.
+    """
+    import json
+
+    from train.cldnn import Cldnn, CldnnConfig
+    from train.cldnn_pack import VARIANTS, read_results, song_ids_digest
+
+    summary_path = results / "summary.json"
+    if not summary_path.is_file():
+        raise FileNotFoundError(f"{summary_path} not found")
+    summary = json.loads(summary_path.read_text())
+    if variant not in summary["variants"]:
+        raise KeyError(f"{results} holds no variant {variant!r} "
+                       f"(it holds {', '.join(summary['variants'])})")
+    if summary.get("song_ids_sha256") != song_ids_digest(data.features.song_ids):
+        raise KeyError(f"{results} was trained on other clips than the cached ones")
+    checkpoints = read_results(results, variant)
+
+    def model(name: str) -> Any:
+        if name not in checkpoints:
+            raise KeyError(f"{results}: checkpoint {name!r} missing")
+        net = Cldnn(CldnnConfig.from_dict(checkpoints[name]["config"]))
+        net.load_state_dict(checkpoints[name]["state"])
+        return net.eval()
+
+    folds = sorted(set(data.folds.tolist()))
+    fold_models = {k: model(f"{variant}-fold{k}") for k in folds}
+    histories = {k: checkpoints[f"{variant}-fold{k}"]["history"] for k in folds}
+    info = summary["variants"][variant]
+    cfg = TrainConfig.from_dict(info["config"])
+    cfg = replace(cfg, epochs=info["final_epochs"])
+    note = (f"trained on {summary['device']} (torch {summary['torch']}) by python -m "
+            f"train.cldnn_pack, variant {variant!r} "
+            f"({'with' if VARIANTS[variant]['codecs'] else 'without'} MP3/Opus/AAC windows), "
+            "from 8-bit JPEG-coded windows; "
+            "out-of-fold figures on the exact windows. ")
+    return finish_cldnn(data, run_dir, fold_models, histories, model(f"{variant}-final"), cfg,
+                        version=version, note=note,
+                        extra={"trained_on": summary["device"], "variant": variant,
+                               "pack_seconds": summary["seconds"]})
 
 
 def torch_save(model: Any, path: Path) -> None:
