@@ -242,8 +242,29 @@ def train_pack(pack_path: Path, out: Path, *, variants: list[str], cfg: TrainCon
                device: str, budget_s: float, jobs: int) -> dict[str, Any]:
     """Cross-validate every variant (all folds in parallel), then train the final models.
 
-    ``budget_s`` bounds the whole run: cross-validation may use 65 % of it, and no epoch
-    starts after the end (the best epoch so far is kept).
+    Parameters
+    ----------
+    pack_path : Path
+        A pack of :func:`write_pack`.
+    out : Path
+        Where the checkpoints (``{variant}-{i}.pt``, :data:`PER_FILE` each) and
+        ``summary.json`` go.
+    variants : list of str
+        Keys of :data:`VARIANTS`.
+    cfg : TrainConfig
+        Optimisation and architecture; each variant sets its gain changes.
+    device : str
+        ``"cuda"`` or ``"cpu"``.
+    budget_s : float
+        Bounds the whole run: cross-validation may use 65 % of it, and no epoch starts after
+        the end (the best epoch so far is kept).
+    jobs : int
+        Worker processes (trainings at once).
+
+    Returns
+    -------
+    dict
+        The summary also written to ``summary.json``.
     """
     import torch
 
