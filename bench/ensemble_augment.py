@@ -213,13 +213,12 @@ def _musicnn_predictions(data, song_ids):
 def _cldnn_fold4(mels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     import torch
 
-    from train.cldnn import Cldnn, CldnnConfig
+    from train.cldnn import Cldnn
     from train.pipeline import clip_probabilities
 
     torch.set_num_threads(1)
-    checkpoint = torch.load(RUN / f"cldnn_fold{LOGMEL_FOLD}.pt", weights_only=True)
-    model = Cldnn(CldnnConfig.from_dict(checkpoint["config"]))
-    model.load_state_dict(checkpoint["state"])
+    model = Cldnn.from_checkpoint(torch.load(RUN / f"cldnn_fold{LOGMEL_FOLD}.pt",
+                                             weights_only=True))
     return {name: clip_probabilities(model, m.astype(np.float32)) for name, m in mels.items()}
 
 

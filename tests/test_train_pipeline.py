@@ -203,7 +203,7 @@ def test_cldnn_trained_elsewhere_from_a_pack(fake_data: Path, tmp_path: Path) ->
     assert np.array_equal(pack["clip"][originals], np.repeat(np.arange(40), 5))
     inside = (exact > DB_RANGE[0] + 5) & (exact < DB_RANGE[1])
     rms = float(np.sqrt(np.mean((coded - exact)[inside] ** 2)))
-    assert 0 < rms < 2.5  # 8-bit JPEG at quality 90 (measured 1.3 dB on 4Q clips)
+    assert 0 < rms < 2.5  # 8-bit JPEG at quality 85 (measured 1.7 dB on 4Q clips)
     # A codec window is the same clip and window re-encoded: close to its original window.
     first = np.flatnonzero(pack["source"] == 1)[0]
     clip, window = pack["clip"][first], pack["window"][first]

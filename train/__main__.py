@@ -245,8 +245,10 @@ def convert_sklearn(
 def cldnn_pack(data: DataOpt = DEFAULT_DATA_ROOT,
                out: Annotated[Path, typer.Option(help="Pack file to write (git-ignored).")] =
                Path(".cache/cldnn-pack/pack.npz"),
-               quality: Annotated[int, typer.Option(min=50, max=100,
-                                                    help="JPEG quality.")] = 90) -> None:
+               quality: Annotated[int, typer.Option(
+                   min=50, max=100, help="JPEG quality (85: the 4Q pack fits a lent "
+                                         "machine's 64 MiB beside the repository).")] = 85
+               ) -> None:
     """Pack the CLDNN's training windows for a machine with torch alone (a lent GPU): see
     ``train/cldnn_pack.py``; train there with ``python -m train.cldnn_pack PACK --out DIR``."""
     from train.cldnn_pack import write_pack

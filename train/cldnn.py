@@ -109,6 +109,18 @@ class Cldnn(nn.Module):
             nn.Linear(config.dense, config.n_classes),
         )
 
+    def checkpoint(self) -> dict[str, Any]:
+        """``{"config": ..., "state": ...}``: everything :meth:`from_checkpoint` needs."""
+        return {"config": self.config.to_dict(), "state": self.state_dict()}
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> Cldnn:
+        """The model saved by :meth:`checkpoint` (also as loaded back by
+        ``torch.load(path, weights_only=True)``), in eval mode."""
+        model = cls(CldnnConfig.from_dict(checkpoint["config"]))
+        model.load_state_dict(checkpoint["state"])
+        return model.eval()
+
     def set_input_stats(self, mean: float, std: float) -> None:
         """Fix the standardisation of the input dB values (from the training set)."""
         self.input_mean.fill_(mean)

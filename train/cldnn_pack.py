@@ -4,9 +4,10 @@ Such a machine has torch but neither librosa nor the data, and takes a small wor
 the training windows travel as a *pack* and the fold checkpoints come back:
 
 1. here, ``python -m train cldnn-pack`` writes ``pack.npz``: every clip's cached log-mel
-   windows as 8-bit JPEG images (0.59 dB steps, about 1.3 dB RMS of coding noise, a quarter
-   of the raw size), and for each codec of :data:`train.pipeline.CODECS` one window per clip
-   of the clip re-encoded through ffmpeg (chosen at random, seeded);
+   windows as 8-bit JPEG images (0.59 dB steps; at quality 85, 1.7 dB RMS of coding noise
+   and under a quarter of the raw size: 33 MiB for the 4Q set), and for each codec of
+   :data:`train.pipeline.CODECS` one window per clip of the clip re-encoded through ffmpeg
+   (chosen at random, seeded);
 2. there, ``python -m train.cldnn_pack PACK --out DIR`` (numpy, Pillow, scikit-learn and
    torch only) cross-validates every variant of :data:`VARIANTS` on the artist-disjoint folds,
    all folds at once in worker processes, then trains each variant's final model for the
@@ -19,6 +20,7 @@ the training windows travel as a *pack* and the fold checkpoints come back:
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
 import itertools
@@ -56,7 +58,7 @@ PER_FILE = 3
 
 # --- here: writing the pack -------------------------------------------------------------------
 
-def encode_windows(logmel: NDArray[np.floating], quality: int = 90) -> list[bytes]:
+def encode_windows(logmel: NDArray[np.floating], quality: int = 85) -> list[bytes]:
     """JPEG images of log-mel windows (dB, shape (n, n_mels, frames)), 8 bits over
     :data:`DB_RANGE`."""
     from PIL import Image
@@ -128,7 +130,7 @@ def codec_windows(data: Data, name: str, args: list[str], chosen: NDArray[np.int
     return windows
 
 
-def write_pack(data: Data, path: Path, *, quality: int = 90, seed: int = 0,
+def write_pack(data: Data, path: Path, *, quality: int = 85, seed: int = 0,
                workers: int | None = None, codec_cache: Path | None = None,
                codecs: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Write the pack of ``data`` (its cached windows and one codec window per clip and codec
@@ -193,10 +195,10 @@ def _split(pack: dict[str, Any], variant: str, train_clips: NDArray[np.bool_]
     return pack["x"][keep], pack["labels"][pack["clip"][keep]]
 
 
-def _window_f1(p: NDArray[np.floating], y: NDArray[np.integer]) -> float:
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(y, p.argmax(axis=1), average="macro"))
+@functools.lru_cache(maxsize=1)
+def _worker_pack(path: str) -> dict[str, Any]:
+    """The pack, decoded once per worker process (a worker runs a fold, then a final)."""
+    return load_pack(Path(path))
 
 
 def _train_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -204,12 +206,12 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
     final model (every clip, fixed epochs)."""
     import torch
 
-    from train.cldnn_train import predict_windows, train_cldnn
+    from train.cldnn_train import predict_windows, train_cldnn, window_f1
 
     logging.basicConfig(level=logging.INFO, force=True,
                         format=f"%(asctime)s {job['name']} %(message)s")
     torch.set_num_threads(1)
-    pack, cfg, fold = load_pack(Path(job["pack"])), job["config"], job["fold"]
+    pack, cfg, fold = _worker_pack(job["pack"]), job["config"], job["fold"]
     folds = pack["folds"]
     if fold is None:
         tx, ty = _split(pack, job["variant"], np.ones(len(folds), dtype=bool))
@@ -221,12 +223,11 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
         held = originals & (folds[pack["clip"]] == valid)
         vx, vy = pack["x"][held], pack["labels"][pack["clip"][held]]
     start = time.time()
-    model, history = train_cldnn(tx, ty, vx, vy, cfg, score=_window_f1, device=job["device"],
+    model, history = train_cldnn(tx, ty, vx, vy, cfg, score=window_f1, device=job["device"],
                                  deadline=job["deadline"])
     result: dict[str, Any] = {"name": job["name"], "variant": job["variant"], "fold": fold,
                               "history": history, "seconds": time.time() - start,
-                              "windows": len(tx), "config": model.config.to_dict(),
-                              "state": model.state_dict()}
+                              "windows": len(tx), **model.checkpoint()}
     if fold is not None:  # an indicative score on the JPEG-coded originals of the fold
         held = (pack["source"] == 0) & (folds[pack["clip"]] == fold)
         p = predict_windows(model.to(job["device"]), pack["x"][held], device=job["device"])
@@ -234,7 +235,7 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
         clips = pack["clip"][held]
         order = np.unique(clips)
         mean = np.stack([p[clips == c].mean(axis=0) for c in order])
-        result["approx_f1"] = _window_f1(mean, pack["labels"][order])
+        result["approx_f1"] = window_f1(mean, pack["labels"][order])
     return result
 
 
@@ -268,6 +269,8 @@ def train_pack(pack_path: Path, out: Path, *, variants: list[str], cfg: TrainCon
     """
     import torch
 
+    from train.cldnn_train import best_epoch, final_epochs
+
     start = time.time()
     with np.load(pack_path) as pack:
         folds = sorted(set(pack["folds"].tolist()))
@@ -285,10 +288,9 @@ def train_pack(pack_path: Path, out: Path, *, variants: list[str], cfg: TrainCon
         final_jobs = []
         for v in variants:
             runs = [r for r in results if r["variant"] == v]
-            best = [int(np.argmax([h["valid_score"] for h in r["history"]])) + 1 for r in runs]
-            epochs = max(2, int(np.median(best)))
+            epochs = final_epochs([r["history"] for r in runs])
             summary["variants"][v] = {
-                "best_epochs": best, "final_epochs": epochs,
+                "best_epochs": [best_epoch(r["history"]) for r in runs], "final_epochs": epochs,
                 "approx_macro_f1": [round(r["approx_f1"], 4) for r in runs],
                 "seconds": [round(r["seconds"], 1) for r in runs],
                 "windows": [r["windows"] for r in runs]}

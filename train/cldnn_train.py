@@ -84,6 +84,23 @@ def spec_augment(x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) 
     return x
 
 
+def window_f1(p: NDArray[np.floating], y: NDArray[np.integer]) -> float:
+    """Macro-F1 of the most probable class: the validation score of every CLDNN training."""
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y, p.argmax(axis=1), average="macro"))
+
+
+def best_epoch(history: list[dict[str, float]]) -> int:
+    """The (1-based) epoch of a validated training's best score."""
+    return int(np.argmax([h["valid_score"] for h in history])) + 1
+
+
+def final_epochs(histories: list[list[dict[str, float]]]) -> int:
+    """Epochs for the final model, trained without validation: the folds' median best."""
+    return max(2, int(np.median([best_epoch(h) for h in histories])))
+
+
 def random_gain(x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:
     """Level changes: a ``cfg.gain_prob`` share of the windows shifted by a uniform dB gain
     in ``cfg.gain_db`` (the spectrogram of ``gain * audio`` is that of the audio plus

@@ -25,7 +25,14 @@ from mer_models.card import ModelCard, TrainingData
 from mer_models.config import AnalysisConfig
 from mer_models.features import clip_descriptors
 from mer_models.fusion import fuse
-from train.cldnn_train import TrainConfig, predict_windows, train_cldnn
+from train.cldnn_train import (
+    TrainConfig,
+    best_epoch,
+    final_epochs,
+    predict_windows,
+    train_cldnn,
+    window_f1,
+)
 from train.data import (
     CACHE_WINDOWS,
     DEFAULT_DATA_ROOT,
@@ -110,10 +117,6 @@ def _record_feedback(data: Data, metrics: dict[str, Any]) -> TrainingData:
     return data.feedback.training_data(TRAINING_DATA)
 
 
-def _window_f1(p: NDArray[np.float32], y: NDArray[np.integer]) -> float:
-    return float(f1_score(y, p.argmax(axis=1), average="macro"))
-
-
 # --- ensemble ---------------------------------------------------------------------------------
 
 def run_ensemble(data: Data, run_dir: Path, *, n_jobs: int = 2, version: str = "1",
@@ -192,19 +195,14 @@ def run_cldnn(data: Data, run_dir: Path, cfg: TrainConfig, *, device: str = "cpu
         train_mask = (data.folds != k) & (data.folds != valid_fold)
         tx, ty = _with_feedback_windows(data, *_windows_of(data, train_mask), {k, valid_fold})
         vx, vy = _windows_of(data, data.folds == valid_fold)
-        fold_models[k], histories[k] = train_cldnn(tx, ty, vx, vy, cfg, score=_window_f1,
+        fold_models[k], histories[k] = train_cldnn(tx, ty, vx, vy, cfg, score=window_f1,
                                                    device=device)
-    final_epochs = max(2, int(np.median([_best_epoch(h) for h in histories.values()])))
-    final_cfg = replace(cfg, epochs=final_epochs)
+    final_cfg = replace(cfg, epochs=final_epochs(list(histories.values())))
     all_x, all_y = _with_feedback_windows(
         data, *_windows_of(data, np.ones(len(data.labels), dtype=bool)), None)
     model, _ = train_cldnn(all_x, all_y, None, None, final_cfg, device=device)
     return finish_cldnn(data, run_dir, fold_models, histories, model, final_cfg,
                         version=version)
-
-
-def _best_epoch(history: list[dict[str, float]]) -> int:
-    return int(np.argmax([h["valid_score"] for h in history])) + 1
 
 
 def finish_cldnn(data: Data, run_dir: Path, fold_models: dict[int, Any],
@@ -218,12 +216,12 @@ def finish_cldnn(data: Data, run_dir: Path, fold_models: dict[int, Any],
     for k, model in fold_models.items():
         torch_save(model, run_dir / f"cldnn_fold{k}.pt")
         oof[data.folds == k] = clip_probabilities(model, data.features.logmel[data.folds == k])
-        logger.info("fold %d: macro-F1 %.3f", k, _window_f1(oof[data.folds == k],
+        logger.info("fold %d: macro-F1 %.3f", k, window_f1(oof[data.folds == k],
                                                               data.labels[data.folds == k]))
     evaluated = np.isin(data.folds, list(fold_models))
     np.save(run_dir / "oof_cldnn.npy", oof)
     metrics = per_fold(data.labels[evaluated], oof[evaluated], data.folds[evaluated])
-    metrics["best_epochs"] = [_best_epoch(histories[k]) for k in fold_models]
+    metrics["best_epochs"] = [best_epoch(histories[k]) for k in fold_models]
     metrics["seconds_per_epoch"] = float(np.mean([h["seconds"] for hs in histories.values()
                                                   for h in hs]))
     metrics["config"] = final_cfg.to_dict()
@@ -260,7 +258,7 @@ def import_cldnn(data: Data, run_dir: Path, results: Path, variant: str, *,
     """
     import json
 
-    from train.cldnn import Cldnn, CldnnConfig
+    from train.cldnn import Cldnn
     from train.cldnn_pack import VARIANTS, read_results, song_ids_digest
 
     summary_path = results / "summary.json"
@@ -277,9 +275,7 @@ def import_cldnn(data: Data, run_dir: Path, results: Path, variant: str, *,
     def model(name: str) -> Any:
         if name not in checkpoints:
             raise KeyError(f"{results}: checkpoint {name!r} missing")
-        net = Cldnn(CldnnConfig.from_dict(checkpoints[name]["config"]))
-        net.load_state_dict(checkpoints[name]["state"])
-        return net.eval()
+        return Cldnn.from_checkpoint(checkpoints[name])
 
     folds = sorted(set(data.folds.tolist()))
     fold_models = {k: model(f"{variant}-fold{k}") for k in folds}
@@ -302,7 +298,7 @@ def torch_save(model: Any, path: Path) -> None:
     """A checkpoint that carries its own config."""
     import torch
 
-    torch.save({"config": model.config.to_dict(), "state": model.state_dict()}, path)
+    torch.save(model.checkpoint(), path)
 
 
 # --- reference --------------------------------------------------------------------------------
@@ -440,7 +436,7 @@ def run_robustness(data: Data, run_dir: Path, *, fold: int = 4, root: Path = DEF
 
     from mer_models.audio import load_window_pair
     from mer_models.features import extract_features
-    from train.cldnn import Cldnn, CldnnConfig
+    from train.cldnn import Cldnn
 
     fusion = json_load(run_dir / "metrics_fused.json")
     weights: dict[str, float] = fusion["weights"]
@@ -448,9 +444,8 @@ def run_robustness(data: Data, run_dir: Path, *, fold: int = 4, root: Path = DEF
     labels = data.labels[mask]
     predictors: dict[str, Any] = {}
     if "cldnn" in weights:
-        checkpoint = torch.load(run_dir / f"cldnn_fold{fold}.pt", weights_only=True)
-        cldnn = Cldnn(CldnnConfig.from_dict(checkpoint["config"]))
-        cldnn.load_state_dict(checkpoint["state"])
+        cldnn = Cldnn.from_checkpoint(torch.load(run_dir / f"cldnn_fold{fold}.pt",
+                                                 weights_only=True))
         predictors["cldnn"] = lambda f: clip_probabilities(cldnn, np.stack(f["logmel"]))
     if "ensemble" in weights:
         x, y = data.clip_descriptors(), np.array([f"Q{i + 1}" for i in data.labels])
