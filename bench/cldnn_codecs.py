@@ -8,8 +8,9 @@ Each RUN folder holds the five fold checkpoints of a CLDNN (``cldnn_fold{k}.pt``
 the window that ``python -m train cldnn-pack`` re-encoded with each codec of
 ``train.pipeline.CODECS`` (one seeded random window of five per clip and codec; exact float16
 log-mels from .cache/cldnn-codec, not the pack's JPEG copies) is classified by the model of the
-fold that held the clip out, and so is the same window of the original clip. Prints window-level
-macro-F1 per encoding, the mean over the folds and its spread (markdown table).
+fold that held the clip out, and so is the same window of the original clip (each codec chose
+its own windows). Prints, per codec, window-level macro-F1 (mean over the folds) on those
+original windows, on their re-encoded copies, and the difference (markdown table).
 """
 
 from __future__ import annotations
@@ -20,26 +21,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train.cldnn import Cldnn, CldnnConfig
+from train.cldnn import Cldnn
 from train.cldnn_pack import codec_windows
-from train.cldnn_train import predict_windows
+from train.cldnn_train import predict_windows, window_f1
 from train.pipeline import CODECS, load_data
 
 PACK = Path(".cache/cldnn-pack/pack.npz")
 
 
 def fold_models(run: Path) -> dict[int, Cldnn]:
-    out = {}
-    for k in range(5):
-        checkpoint = torch.load(run / f"cldnn_fold{k}.pt", weights_only=True)
-        model = Cldnn(CldnnConfig.from_dict(checkpoint["config"]))
-        model.load_state_dict(checkpoint["state"])
-        out[k] = model.eval()
-    return out
+    return {k: Cldnn.from_checkpoint(torch.load(run / f"cldnn_fold{k}.pt", weights_only=True))
+            for k in range(5)}
+
+
+def out_of_fold_f1(models: dict[int, Cldnn], windows: np.ndarray, labels: np.ndarray,
+                   folds: np.ndarray) -> list[float]:
+    """Window-level macro-F1 of each fold's model on the clips it held out."""
+    return [window_f1(predict_windows(model, windows[folds == k]), labels[folds == k])
+            for k, model in models.items()]
 
 
 def main() -> None:
@@ -51,27 +53,25 @@ def main() -> None:
     data = load_data()
     with np.load(args.pack) as pack:
         clip, window, source = pack["clip"], pack["window"], pack["source"]
-    inputs = {}
+    # Each codec re-encoded its own random window of each clip: compare it with that window.
+    pairs = {}
     for s, (name, codec) in enumerate(CODECS.items(), start=1):
         rows = source == s
         assert np.array_equal(clip[rows], np.arange(len(data.clips)))
         chosen = window[rows]
-        inputs[name] = codec_windows(data, name, codec, chosen,
-                                      Path(".cache/cldnn-codec"), None)
-        inputs.setdefault("original", data.features.logmel[np.arange(len(chosen)), chosen])
-    names = ["original", *CODECS]
-    print("| run | " + " | ".join(names) + " |")
-    print("|---" * (len(names) + 1) + "|")
+        original = data.features.logmel[np.arange(len(chosen)), chosen]
+        pairs[name] = (original, codec_windows(data, name, codec, chosen,
+                                               Path(".cache/cldnn-codec"), None))
+    print("| run | " + " | ".join(f"{name}: original -> re-encoded" for name in pairs) + " |")
+    print("|---" * (len(pairs) + 1) + "|")
     for run in args.runs:
         models = fold_models(run)
         cells = []
-        for name in names:
-            scores = []
-            for k, model in models.items():
-                held = data.folds == k
-                p = predict_windows(model, inputs[name][held])
-                scores.append(f1_score(data.labels[held], p.argmax(axis=1), average="macro"))
-            cells.append(f"{np.mean(scores):.3f} ± {np.std(scores):.3f}")
+        for original, encoded in pairs.values():
+            before = out_of_fold_f1(models, original, data.labels, data.folds)
+            after = out_of_fold_f1(models, encoded, data.labels, data.folds)
+            cells.append(f"{np.mean(before):.3f} -> {np.mean(after):.3f} "
+                         f"({np.mean(after) - np.mean(before):+.3f})")
         print(f"| {run} | " + " | ".join(cells) + " |", flush=True)
 
 
