@@ -3,7 +3,9 @@
 This module is the single definition of preprocessing. Training (``train/``) and serving
 (:class:`mer_models.engine.MoodEngine`) both call :func:`extract_features`, and both models
 share one STFT per window: the log-mel input of the CLDNN and every spectral descriptor are
-derived from the same power spectrogram.
+derived from the same power spectrogram. The librosa functions that define the descriptors
+run as their numpy equivalents in :mod:`mer_models.dsp` (a new process does not import
+librosa to classify; the equivalence is tested against librosa).
 
 Descriptors are computed per window (:data:`DESCRIPTOR_NAMES` lists them, in order) and
 summarised per clip by :func:`clip_descriptors`, the input of the stacking ensemble.
@@ -15,11 +17,11 @@ import functools
 from dataclasses import dataclass
 from typing import Final
 
-import librosa
 import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
 
+from mer_models import dsp
 from mer_models.audio import MAX_PEAK
 from mer_models.config import AnalysisConfig
 from mer_models.errors import ParameterError
@@ -102,8 +104,7 @@ def extract_features(windows: NDArray[np.float32], config: AnalysisConfig) -> Fe
         :data:`mer_models.audio.MAX_PEAK` (the decoder refuses such audio).
     """
     windows = _checked_windows(windows, config)
-    stft = librosa.stft(windows, n_fft=config.n_fft, hop_length=config.hop_length,
-                        center=True)
+    stft = dsp.stft(windows, config.n_fft, config.hop_length)
     magnitude = np.abs(stft)
     power = magnitude**2
     mel = _mel_basis(config) @ power  # (n_windows, n_mels, frames)
@@ -148,13 +149,13 @@ def clip_descriptors(descriptors: NDArray[np.floating]) -> NDArray[np.float32]:
 
 @functools.lru_cache(maxsize=8)
 def _mel_basis(config: AnalysisConfig) -> NDArray[np.float32]:
-    return librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels,
-                               fmin=config.fmin, fmax=config.fmax).astype(np.float32)
+    return dsp.mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin,
+                              config.fmax)
 
 
 @functools.lru_cache(maxsize=8)
 def _chroma_basis(sample_rate: int, n_fft: int) -> NDArray[np.float32]:
-    return librosa.filters.chroma(sr=sample_rate, n_fft=n_fft).astype(np.float32)
+    return dsp.chroma_filterbank(sample_rate, n_fft)
 
 
 def _to_db(power: NDArray[np.floating], floor_db: float) -> NDArray[np.float32]:
@@ -186,7 +187,7 @@ def _descriptors(
 ) -> NDArray[np.float64]:
     """All descriptors of all windows, shape (n_windows, len(DESCRIPTOR_NAMES))."""
     sr = config.sample_rate
-    freqs = librosa.fft_frequencies(sr=sr, n_fft=config.n_fft)
+    freqs = dsp.fft_frequencies(sr, config.n_fft)
     parts: list[NDArray[np.float64]] = []
 
     # Timbre: MFCCs from the same log-mel the CLDNN sees.
@@ -197,12 +198,10 @@ def _descriptors(
         _spectral_shape(magnitude, power, freqs),
         np.maximum(np.diff(logmel, axis=-1, prepend=logmel[..., :1]), 0.0).mean(
             axis=1, keepdims=True),
-        librosa.feature.zero_crossing_rate(windows, frame_length=config.n_fft,
-                                           hop_length=config.hop_length),
+        dsp.zero_crossing_rate(windows, config.n_fft, config.hop_length),
     ], axis=1)
     parts.append(_interleaved_mean_std(spectral))
-    contrast = librosa.feature.spectral_contrast(S=magnitude, sr=sr, freq=freqs,
-                                                 n_bands=_N_CONTRAST_BANDS)
+    contrast = dsp.spectral_contrast(magnitude, sr, _N_CONTRAST_BANDS)
     parts.append(_interleaved_mean_std(contrast))
     parts.append(_tonal_descriptors(power, config))
     parts.append(_rhythm_descriptors(logmel, config))
@@ -256,7 +255,7 @@ def _tonal_descriptors(power: NDArray[np.float32], config: AnalysisConfig) -> ND
     key_relative /= key_relative.sum(axis=1, keepdims=True) + 1e-12
     entropy = -(key_relative * np.log2(key_relative + 1e-12)).sum(axis=1)
     chroma_flux = np.abs(np.diff(chroma, axis=-1)).sum(axis=1).mean(axis=-1)
-    tonnetz = librosa.feature.tonnetz(chroma=chroma, sr=config.sample_rate)
+    tonnetz = dsp.tonnetz(chroma)
     return np.concatenate([
         key_relative,
         np.stack([np.maximum(major, minor), major, minor, major - minor, entropy, chroma_flux],
@@ -267,13 +266,10 @@ def _tonal_descriptors(power: NDArray[np.float32], config: AnalysisConfig) -> ND
 
 def _rhythm_descriptors(logmel: NDArray[np.float32], config: AnalysisConfig) -> NDArray[np.float64]:
     sr, hop = config.sample_rate, config.hop_length
-    envelope = librosa.onset.onset_strength(S=logmel, sr=sr, hop_length=hop)  # (n, frames)
-    tempo = librosa.feature.tempo(onset_envelope=envelope, sr=sr, hop_length=hop).reshape(-1)
+    envelope = dsp.onset_strength(logmel, hop)  # (n, frames)
+    tempo = dsp.tempo(envelope, sr, hop).reshape(-1)
     seconds = logmel.shape[-1] * hop / sr
-    onset_rate = np.array([
-        len(librosa.onset.onset_detect(onset_envelope=env, sr=sr, hop_length=hop)) / seconds
-        for env in envelope
-    ])
+    onset_rate = np.array([dsp.onset_count(env, sr, hop) / seconds for env in envelope])
     centred = envelope - envelope.mean(axis=-1, keepdims=True)
     n = centred.shape[-1]
     spectrum = np.fft.rfft(centred, n=2 * n, axis=-1)
@@ -298,9 +294,8 @@ def _hpss(spectrogram: NDArray[np.float32], kernel: int
           ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """``librosa.decompose.hpss(spectrogram, kernel_size=kernel)`` (margin 1, power 2).
 
-    The same median filters and soft masks, without importing ``librosa.decompose``, which
-    imports scikit-learn at import time (seconds of a cold start, for NMF we never use).
-    scipy.ndimage is imported here, at first use, like librosa's own submodules.
+    The same median filters and soft masks (:func:`mer_models.dsp.softmask`), without
+    librosa (:mod:`mer_models.dsp` says why). scipy.ndimage is imported here, at first use.
     """
     from scipy.ndimage import median_filter
 
@@ -310,8 +305,8 @@ def _hpss(spectrogram: NDArray[np.float32], kernel: int
     percussive_shape[-2] = kernel
     harmonic = median_filter(spectrogram, size=harmonic_shape, mode="reflect")
     percussive = median_filter(spectrogram, size=percussive_shape, mode="reflect")
-    harmonic_mask = librosa.util.softmask(harmonic, percussive, power=2.0, split_zeros=True)
-    percussive_mask = librosa.util.softmask(percussive, harmonic, power=2.0, split_zeros=True)
+    harmonic_mask = dsp.softmask(harmonic, percussive)
+    percussive_mask = dsp.softmask(percussive, harmonic)
     return spectrogram * harmonic_mask, spectrogram * percussive_mask
 
 

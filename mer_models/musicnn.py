@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from mer_models import dsp
 from mer_models.card import ModelCard
 from mer_models.errors import ModelCardError, ParameterError
 
@@ -153,12 +154,12 @@ def log_mel(audio: NDArray[np.float32]) -> NDArray[np.float32]:
     ndarray, shape (..., n_frames, 96), float32
         ``log10(1 + 10000 * mel)``, frames first; ``n_frames = 1 + (n_samples - 512) // 256``.
     """
-    import librosa
-
-    mel = librosa.feature.melspectrogram(
-        y=np.asarray(audio, dtype=np.float32), sr=SAMPLE_RATE, n_fft=N_FFT,
-        hop_length=HOP_LENGTH, window="hann", center=False, power=2.0, n_mels=N_MELS,
-        fmin=0.0, fmax=SAMPLE_RATE / 2, htk=False, norm="slaney")
+    # librosa.feature.melspectrogram(y=audio, sr=16000, n_fft=512, hop_length=256,
+    # center=False, n_mels=96), in numpy (mer_models.dsp).
+    power = np.abs(dsp.stft(np.asarray(audio, dtype=np.float32), N_FFT, HOP_LENGTH,
+                            center=False)) ** 2.0
+    mel = np.einsum("...ft,mf->...mt", power, dsp.mel_filterbank(SAMPLE_RATE, N_FFT, N_MELS),
+                    optimize=True)
     # In float32: musicnn's own extractor casts to float16 first, and 10000 * mel overflows
     # to +inf in every bin louder than 4.8 on this scale.
     logmel = np.log10(np.float32(1.0) + np.float32(10_000.0) * mel.astype(np.float32))
