@@ -1,7 +1,9 @@
 """Music emotion recognition engine: audio in, Russell-quadrant mood out.
 
-Importing the package is cheap: the heavy modules (librosa, onnxruntime, scikit-learn) load
-on first use of :class:`MoodEngine`.
+Importing the package is cheap: the heavy modules (onnxruntime, soxr, scipy.ndimage) load on
+first use of :class:`MoodEngine`. Serving imports neither librosa nor scikit-learn: the
+features' librosa computations live in :mod:`mer_models.dsp`, the scikit-learn models run
+from ONNX.
 """
 
 from __future__ import annotations

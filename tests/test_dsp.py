@@ -152,8 +152,8 @@ def test_softmask_is_librosas(rng: np.random.Generator) -> None:
 
 def test_serving_does_not_import_librosa(tmp_path: Path) -> None:
     # The point of mer_models.dsp: a new process classifies with the shipped models (the
-    # musicnn front end included) without librosa, scipy.signal or numba (about 2 s of a
-    # cold start). Checked in a fresh interpreter.
+    # musicnn front end included) without librosa, scipy.signal, numba (about 2 s of a
+    # cold start) or scikit-learn. Checked in a fresh interpreter.
     audio = tmp_path / "clip.wav"
     sf.write(audio, _tone_windows()[0], SR)
     code = (
@@ -161,7 +161,7 @@ def test_serving_does_not_import_librosa(tmp_path: Path) -> None:
         "from mer_models.engine import MoodEngine\n"
         f"result = MoodEngine().classify({str(audio)!r})\n"
         "assert len(result.models) == 3, result.models\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'librosa', 'numba'}),"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'librosa', 'numba', 'sklearn'}),"
         " 'scipy.signal' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
