@@ -17,7 +17,7 @@ import soundfile as sf
 from pydantic import SecretStr
 
 from bot.sources.base import Wanted
-from bot.sources.deezer import DeezerSource, parse_deezer_track_id
+from bot.sources.deezer import DeezerSource
 from bot.sources.errors import (
     DownloadTooLargeError,
     NotAudioError,
@@ -29,10 +29,11 @@ from bot.sources.errors import (
 )
 from bot.sources.http import HttpClient
 from bot.sources.itunes import ItunesSource
+from bot.sources.links import parse_deezer_track_id, parse_spotify_track_id
 from bot.sources.local import LocalSource
 from bot.sources.matching import normalize, pick_best
 from bot.sources.models import TrackInfo
-from bot.sources.spotify import SpotifySource, parse_spotify_track_id
+from bot.sources.spotify import SpotifySource
 from bot.sources.ytdlp import YtDlpSource, track_info_from_ytdlp
 from tests.fakes.audio import tone_mp3
 from tests.fakes.guards import LoopbackGuard, install_loopback_guard

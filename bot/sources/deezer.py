@@ -18,25 +18,17 @@ from bot.sources.errors import (
     TrackNotFoundError,
 )
 from bot.sources.http import HttpClient
+from bot.sources.links import parse_deezer_track_id
 from bot.sources.matching import clean_title, pick_best
 from bot.sources.models import TrackInfo
 
 log = logging.getLogger(__name__)
 
 SOURCE = "deezer"
-_URL_RE = re.compile(
-    r"^(?:https?://)?(?:www\.)?deezer\.com/(?:[a-z]{2}(?:-[a-z]{2})?/)?track/(?P<id>\d+)"
-    r"(?:[/?#].*)?$", re.IGNORECASE)
 _ISRC_RE = re.compile(r"^[A-Z]{2}[A-Z0-9]{3}\d{7}$")
 _QUOTA = 4
 _SERVICE_BUSY = 700
 _NOT_FOUND = 800
-
-
-def parse_deezer_track_id(text: str) -> str | None:
-    """The track id in a Deezer track URL (``https://www.deezer.com/[xx/]track/<id>``), or None."""
-    match = _URL_RE.match(text.strip())
-    return match.group("id") if match else None
 
 
 def track_info_from_deezer(item: dict[str, Any]) -> TrackInfo:

@@ -23,12 +23,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import aiohttp
 import yarl
+from aiohttp.abc import ResolveResult
+from aiohttp.resolver import ThreadedResolver
 
 from bot.sources.errors import (
     DownloadTooLargeError,
@@ -41,11 +44,12 @@ from bot.sources.errors import (
 from bot.sources.retry import parse_retry_after, with_retries
 from bot.sources.sniff import sniff_audio
 from bot.sources.urlguard import (
-    PublicOnlyResolver,
+    Networks,
     check_url,
     parse_networks,
     redact_url,
     redact_urls,
+    refuse_private,
 )
 
 log = logging.getLogger(__name__)
@@ -62,6 +66,25 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
 _NON_AUDIO_TYPES = ("text/", "image/", "application/json", "application/xml",
                     "application/xhtml", "application/javascript", "application/pdf")
+
+
+class PublicOnlyResolver(ThreadedResolver):
+    """Resolves like the default resolver, then refuses non-public answers at connect time.
+
+    aiohttp's connector connects to the addresses this returns (IP literals skip the resolver
+    and are checked by :func:`~bot.sources.urlguard.check_url` before every hop), so what is
+    checked is what is connected to.
+    """
+
+    def __init__(self, allowed_networks: Networks = ()) -> None:
+        super().__init__()
+        self._allowed_networks = allowed_networks
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        results = await super().resolve(host, port, family)
+        refuse_private(host, (r["host"] for r in results), "http", self._allowed_networks)
+        return results
 
 
 class HttpClient:

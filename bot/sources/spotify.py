@@ -35,6 +35,7 @@ from bot.sources.errors import (
     SourceUnavailableError,
     TrackNotFoundError,
 )
+from bot.sources.links import SPOTIFY_ID, parse_spotify_track_id
 from bot.sources.models import TrackInfo
 from bot.sources.retry import parse_retry_after, with_retries
 
@@ -43,34 +44,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SOURCE = "spotify"
-_ID = r"[0-9A-Za-z]{22}"
-_URI_RE = re.compile(rf"^spotify:track:(?P<id>{_ID})$")
-_URL_RE = re.compile(
-    rf"^(?:https?://)?open\.spotify\.com/(?:intl-[\w-]+/)?(?:embed/)?track/(?P<id>{_ID})"
-    r"(?:[/?#].*)?$")
 _SECRET_RE = re.compile(r"(Basic|Bearer)\s+[A-Za-z0-9+/=._~-]+")
 #: Largest answer accepted from the API, in bytes (a page of search results is a few kB).
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
 _READ_CHUNK = 64 * 1024
-
-
-def parse_spotify_track_id(text: str) -> str | None:
-    """The track id in a Spotify track URL or URI.
-
-    Parameters
-    ----------
-    text : str
-        ``https://open.spotify.com/track/<id>`` (with or without ``intl-xx/`` and a query
-        string) or ``spotify:track:<id>``.
-
-    Returns
-    -------
-    str or None
-        The 22-character base-62 id, or None when ``text`` is no Spotify track link.
-    """
-    text = text.strip()
-    match = _URI_RE.match(text) or _URL_RE.match(text)
-    return match.group("id") if match else None
 
 
 class _RedactAuthorization(logging.Filter):
@@ -382,7 +359,7 @@ class SpotifySource:
             Rate limits, outages and authentication failures.
         """
         track_id = parse_spotify_track_id(spotify_id) or spotify_id.strip()
-        if not re.fullmatch(_ID, track_id):
+        if not re.fullmatch(SPOTIFY_ID, track_id):
             raise TrackNotFoundError(SOURCE, f"not a Spotify track id: {spotify_id[:80]!r}")
         data = await self._call("track", lambda: self._client.track(track_id))
         if not data:
@@ -412,7 +389,7 @@ class SpotifySource:
         if self.features_denied:
             return None
         track_id = parse_spotify_track_id(spotify_id) or spotify_id.strip()
-        if not re.fullmatch(_ID, track_id):
+        if not re.fullmatch(SPOTIFY_ID, track_id):
             raise TrackNotFoundError(SOURCE, f"not a Spotify track id: {spotify_id[:80]!r}")
         # GET /audio-features/{id} directly: spotipy's audio_features() asks the batch
         # endpoint and warns about the deprecation on every call.
