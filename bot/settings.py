@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Final
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -212,14 +212,24 @@ class SourceSettings(_Section):
                     and self.spotify_client_secret.get_secret_value())
 
 
+#: Database URL schemes without an asyncio driver, and the driver the service uses instead.
+_ASYNC_SCHEMES: Final = {
+    "sqlite": "sqlite+aiosqlite", "sqlite+pysqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg", "postgresql": "postgresql+asyncpg",
+    "postgresql+psycopg2": "postgresql+asyncpg",
+}
+
+
 class StorageSettings(_Section):
     """The database (:mod:`bot.storage`).
 
     Attributes
     ----------
     database_url : str or None
-        SQLAlchemy async URL (None: the SQLite file ``mood.db`` in ``data_dir``); for
-        example ``postgresql+asyncpg://user:password@host/mood``.
+        SQLAlchemy URL (None: the SQLite file ``mood.db`` in ``data_dir``); for example
+        ``postgresql+asyncpg://user:password@host/mood`` (needs the ``postgres`` extra).
+        ``sqlite://``, ``postgres://`` and ``postgresql://`` URLs (no driver, or a blocking
+        one) get the asyncio driver: ``sqlite+aiosqlite``, ``postgresql+asyncpg``.
     auto_upgrade : bool
         Upgrade the schema at start instead of refusing an out-of-date database.
     sqlite_busy_timeout_ms : int
@@ -230,6 +240,16 @@ class StorageSettings(_Section):
     database_url: str | None = Field(default=None, repr=False)  # may hold a password
     auto_upgrade: bool = False
     sqlite_busy_timeout_ms: int = Field(default=30000, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, url: str | None) -> str | None:
+        # The URLs people copy (sqlite:///mood.db, postgres://... from a hosting panel) name
+        # no driver or a blocking one; the service needs the asyncio driver of the dialect.
+        if url is None:
+            return None
+        scheme, sep, rest = url.partition("://")
+        return f"{_ASYNC_SCHEMES.get(scheme.lower(), scheme)}{sep}{rest}"
 
 
 class RecommendSettings(_Section):

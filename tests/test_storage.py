@@ -476,6 +476,30 @@ def test_database_url_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert other.database_url == "postgresql+asyncpg://u:p@h/mood"
 
 
+@pytest.mark.parametrize(("given", "used"), [
+    ("sqlite:////srv/mood.db", "sqlite+aiosqlite:////srv/mood.db"),
+    ("sqlite+pysqlite:///mood.db", "sqlite+aiosqlite:///mood.db"),
+    ("postgres://u:p@h:5432/mood", "postgresql+asyncpg://u:p@h:5432/mood"),
+    ("postgresql://u:p@h/mood", "postgresql+asyncpg://u:p@h/mood"),
+    ("postgresql+psycopg2://u:p@h/mood", "postgresql+asyncpg://u:p@h/mood"),
+    ("postgresql+asyncpg://u:p@h/mood", "postgresql+asyncpg://u:p@h/mood"),
+    ("mysql+aiomysql://u:p@h/mood", "mysql+aiomysql://u:p@h/mood"),
+])
+def test_a_database_url_without_an_async_driver_gets_one(given: str, used: str) -> None:
+    settings = bot.settings.Settings.load(None, storage={"database_url": given})
+    assert settings.database_url == used
+
+
+def test_a_plain_sqlite_url_works_from_the_command_line(tmp_path: Path,
+                                                        fresh_settings: None) -> None:
+    # What a user types: no driver in the URL. It used to fail with "The asyncio extension
+    # requires an async driver to be used".
+    url = f"sqlite:///{tmp_path}/plain.db"
+    result = CliRunner().invoke(app, ["db", "upgrade"], env={"MER_DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    assert current_revision(f"sqlite+aiosqlite:///{tmp_path}/plain.db") == HEAD
+
+
 def test_cli_db_commands(db_url: str, fresh_settings: None) -> None:
     runner = CliRunner()
     env = {"MER_DATABASE_URL": db_url}
