@@ -3,6 +3,7 @@
 Usage::
 
     python bench/classify.py [--clips N] [--models DIR] [--out docs/bench.json]
+    python bench/classify.py --clips 1 --cold-start-only 5
 
 Reads 30-second clips from ../shared/data/4q when present (it says so), otherwise writes
 synthetic 30-second clips. Prints a table; the numbers go into docs/BENCHMARKS.md by hand,
@@ -160,8 +161,9 @@ def bench_cold_start(path: str, models: Path | None, repeats: int = 3) -> dict[s
     code = ("import time; t=time.perf_counter(); from mer_models.engine import MoodEngine; "
             f"e=MoodEngine({str(models)!r} if {bool(models)} else None); e.classify({path!r}); "
             "print(time.perf_counter()-t)")
+    # Not from ROOT: the installed package (or PYTHONPATH, to time another worktree) decides.
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True, cwd=ROOT)
+                         text=True, cwd=tempfile.gettempdir())
     return {"cli_process_s": cli, "cli_process_cached_s": cli_cached,
             "cli_process_min_s": min(fresh), "cli_process_max_s": max(fresh),
             "engine_first_clip_s": float(out.stdout.strip())}
@@ -172,9 +174,16 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=60)
     parser.add_argument("--models", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--cold-start-only", type=int, default=0, metavar="N",
+                        help="only the cold start, N fresh processes (compare commits by "
+                             "running it with PYTHONPATH set to another worktree)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         paths, origin = clips(args.clips, Path(tmp))
+        if args.cold_start_only:
+            cold = bench_cold_start(paths[0], args.models, repeats=args.cold_start_only)
+            print(json.dumps({"clips": origin, "cold_start": cold}, indent=2))
+            return
         engine = MoodEngine(args.models, threads=1)
         engine.warm_up()
         report = {
