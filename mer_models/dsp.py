@@ -56,6 +56,12 @@ def hann_window(length: int) -> NDArray[np.float64]:
 def frame(x: NDArray[_Scalar], frame_length: int, hop_length: int) -> NDArray[_Scalar]:
     """Frames of the last axis as a view, frames last: ``librosa.util.frame``.
 
+    Parameters
+    ----------
+    x : ndarray, shape (..., n)
+    frame_length, hop_length : int
+        Samples per frame and between frame starts.
+
     Returns
     -------
     ndarray, shape (..., frame_length, n_frames)
@@ -101,7 +107,19 @@ def stft(y: NDArray[np.float32], n_fft: int, hop_length: int, *, center: bool = 
 
 
 def fft_frequencies(sr: float, n_fft: int) -> NDArray[np.float64]:
-    """Centre frequency of each STFT bin in Hz, ``librosa.fft_frequencies``."""
+    """Centre frequency of each STFT bin in Hz, ``librosa.fft_frequencies``.
+
+    Parameters
+    ----------
+    sr : float
+        Sample rate in Hz.
+    n_fft : int
+        FFT length.
+
+    Returns
+    -------
+    ndarray, shape (1 + n_fft // 2,), float64
+    """
     return np.fft.rfftfreq(n=n_fft, d=1.0 / sr).astype(np.float64, copy=False)
 
 
@@ -133,6 +151,15 @@ def mel_filterbank(sr: float, n_fft: int, n_mels: int, fmin: float = 0.0,
                    fmax: float | None = None) -> NDArray[np.float32]:
     """Slaney-style mel filterbank, ``librosa.filters.mel`` (``htk=False, norm="slaney"``).
 
+    Parameters
+    ----------
+    sr : float
+        Sample rate in Hz.
+    n_fft, n_mels : int
+        FFT length and number of mel bands.
+    fmin, fmax : float
+        Frequency range in Hz (``fmax`` None: Nyquist).
+
     Returns
     -------
     ndarray, shape (n_mels, 1 + n_fft // 2), float32
@@ -160,6 +187,13 @@ def chroma_filterbank(sr: float, n_fft: int) -> NDArray[np.float32]:
 
     Twelve pitch classes, A440 tuning, Gaussian bumps per bin weighted by a Gaussian over
     octaves centred on octave 5 (half-width 2), columns L2-normalised.
+
+    Parameters
+    ----------
+    sr : float
+        Sample rate in Hz.
+    n_fft : int
+        FFT length.
 
     Returns
     -------
@@ -200,8 +234,21 @@ def _normalize(x: NDArray[np.floating], norm: float, axis: int) -> NDArray[np.fl
 
 def power_to_db(power: NDArray[np.floating], *, amin: float = 1e-10, top_db: float = 80.0
                 ) -> NDArray[np.floating]:
-    """``librosa.power_to_db(power)``: dB re 1.0, floored ``top_db`` below the array's
-    maximum (over the whole array)."""
+    """``librosa.power_to_db(power)``: dB re 1.0, floored ``top_db`` below the maximum.
+
+    Parameters
+    ----------
+    power : ndarray
+        Power values, non-negative.
+    amin : float
+        Smallest power taken into account.
+    top_db : float
+        Floor below the maximum of the whole array (not per row or frame).
+
+    Returns
+    -------
+    ndarray, like ``power``
+    """
     log_spec = 10.0 * np.log10(np.maximum(amin, power))
     log_spec -= 10.0 * np.log10(np.maximum(amin, 1.0))
     return np.maximum(log_spec, log_spec.max() - top_db)
@@ -210,6 +257,11 @@ def power_to_db(power: NDArray[np.floating], *, amin: float = 1e-10, top_db: flo
 def zero_crossing_rate(y: NDArray[np.float32], frame_length: int, hop_length: int
                        ) -> NDArray[np.float64]:
     """``librosa.feature.zero_crossing_rate`` (centred, edge padding, threshold 1e-10).
+
+    Parameters
+    ----------
+    y : ndarray, shape (..., n_samples), float32
+    frame_length, hop_length : int
 
     Returns
     -------
@@ -235,6 +287,19 @@ def spectral_contrast(magnitude: NDArray[np.float32], sr: float, n_bands: int, *
 
     Octave bands from ``fmin`` (the last one to Nyquist); per band and frame the dB
     difference between the mean of the top and of the bottom ``quantile`` of bins.
+
+    Parameters
+    ----------
+    magnitude : ndarray, shape (..., 1 + n_fft // 2, n_frames), float32
+        STFT magnitudes.
+    sr : float
+        Sample rate in Hz.
+    n_bands : int
+        Octave bands above ``fmin`` (one more band covers ``0..fmin``).
+    fmin : float
+        Upper edge of the first band in Hz.
+    quantile : float
+        Share of a band's bins averaged for its peak and its valley.
 
     Returns
     -------
@@ -270,6 +335,10 @@ def tonnetz(chroma: NDArray[np.float32]) -> NDArray[np.float64]:
     """``librosa.feature.tonnetz(chroma=chroma)``: the six tonal centroid coordinates
     (fifths, minor and major thirds) of the L1-normalised chroma.
 
+    Parameters
+    ----------
+    chroma : ndarray, shape (..., 12, n_frames), float32
+
     Returns
     -------
     ndarray, shape (..., 6, n_frames), float64
@@ -293,6 +362,13 @@ def onset_strength(spectrogram: NDArray[np.float32], hop_length: int) -> NDArray
     ``1 + 2048 // (2 * hop_length)`` frames (librosa's lag and centring), as long as the
     spectrogram.
 
+    Parameters
+    ----------
+    spectrogram : ndarray, shape (..., n_bands, n_frames), float32
+        A log-power spectrogram (the engine's log-mel).
+    hop_length : int
+        STFT hop in samples.
+
     Returns
     -------
     ndarray, shape (..., n_frames)
@@ -313,6 +389,19 @@ def tempo(envelope: NDArray[np.float32], sr: float, hop_length: int, *,
     The lag that maximises the frame-averaged autocorrelation tempogram (Hann-windowed
     ``ac_size`` seconds, centred with linear ramps, max-normalised) weighted by a log-normal
     prior around ``start_bpm`` (one octave deviation), below ``max_tempo``.
+
+    Parameters
+    ----------
+    envelope : ndarray, shape (..., n_frames)
+        Onset strength (:func:`onset_strength`).
+    sr : float
+        Sample rate in Hz.
+    hop_length : int
+        STFT hop in samples.
+    start_bpm, max_tempo : float
+        Centre of the prior and the fastest tempo considered, in BPM.
+    ac_size : float
+        Autocorrelation window in seconds.
 
     Returns
     -------
@@ -348,6 +437,19 @@ def onset_count(envelope: NDArray[np.float32], sr: float, hop_length: int) -> in
     librosa's peak picking: the envelope scaled to [0, 1]; a frame is an onset where it is
     the maximum of the last 30 ms, at least 0.07 above the mean of the 100 ms around it, and
     more than 30 ms after the previous onset.
+
+    Parameters
+    ----------
+    envelope : ndarray, shape (n_frames,)
+        Onset strength of one window (:func:`onset_strength`).
+    sr : float
+        Sample rate in Hz.
+    hop_length : int
+        STFT hop in samples.
+
+    Returns
+    -------
+    int
     """
     if envelope.ndim != 1:
         raise ParameterError(f"one envelope at a time, got shape {envelope.shape}")
@@ -381,6 +483,15 @@ def softmask(x: NDArray[np.float32], reference: NDArray[np.float32]) -> NDArray[
 
     ``x**2 / (x**2 + reference**2)``, computed relative to the larger of the two; 0.5 where
     both are below the dtype's smallest normal number.
+
+    Parameters
+    ----------
+    x, reference : ndarray, same shape, float32
+        Non-negative magnitudes: the mask is ``x``'s share.
+
+    Returns
+    -------
+    ndarray, like ``x``
     """
     dtype = x.dtype
     z = np.maximum(x, reference).astype(dtype)
