@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -214,6 +214,14 @@ def _resample(audio: NDArray[np.float32], sample_rate: int) -> NDArray[np.float3
     return np.ascontiguousarray(np.asarray(out, dtype=np.float32).T.reshape(len(audio), -1))
 
 
+#: Patches per onnxruntime call on the CPU. A session's memory grows with its largest batch
+#: (onnxruntime plans one block for every intermediate tensor and keeps it): the shipped
+#: layout's 10 patches held 816 MB in the two networks' sessions, 2 patches hold 223 MB, and
+#: on this CPU smaller batches are not slower (p50 854 ms per clip for both networks in
+#: calls of 2 patches, 949 ms in one call of 10; identical outputs; docs/BENCHMARKS.md).
+CPU_BATCH: Final = 2
+
+
 class OnnxMusicnn:
     """One musicnn network (MSD or MTT) run through a cached onnxruntime session.
 
@@ -257,6 +265,8 @@ class OnnxMusicnn:
         self._check_schema()
         self._input = self.card.inputs[0].name
         self._penultimate, self._taggram = (spec.name for spec in self.card.outputs)
+        # A GPU wants the whole batch; on the CPU, see CPU_BATCH.
+        self._batch_all = self.providers[0] != "CPUExecutionProvider"
 
     @property
     def providers(self) -> list[str]:
@@ -286,11 +296,13 @@ class OnnxMusicnn:
         if batch.ndim != 3 or batch.shape[1:] != (PATCH_FRAMES, N_MELS) or not len(batch):
             raise ParameterError(f"patches must have shape (n, {PATCH_FRAMES}, {N_MELS}), "
                                  f"got {batch.shape}")
-        (values,) = self._session.run([output], {self._input: batch})
-        return np.asarray(values, dtype=np.float32)
+        step = len(batch) if self._batch_all else CPU_BATCH
+        values = [self._session.run([output], {self._input: batch[i : i + step]})[0]
+                  for i in range(0, len(batch), step)]
+        return np.asarray(np.concatenate(values), dtype=np.float32)
 
     def penultimate(self, patches: NDArray[np.floating]) -> NDArray[np.float32]:
-        """Penultimate-layer values of each patch, in one onnxruntime call.
+        """Penultimate-layer values of each patch (on the CPU, :data:`CPU_BATCH` at a time).
 
         Parameters
         ----------
@@ -308,7 +320,7 @@ class OnnxMusicnn:
         return self._run(patches, self._taggram)
 
     def embed(self, patches: NDArray[np.floating]) -> NDArray[np.float32]:
-        """The clip embedding: :func:`pool_embedding` of all the clip's patches, run at once.
+        """The clip embedding: :func:`pool_embedding` of all the clip's patches.
 
         Parameters
         ----------

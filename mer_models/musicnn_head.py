@@ -1,8 +1,9 @@
 """The third fused model: a mood head on the pretrained musicnn embedding.
 
 :class:`MusicnnEmbedder` turns a clip's analysis windows into one embedding: musicnn patches
-(:func:`mer_models.musicnn.musicnn_patches`), every patch of the clip through each network in
-one onnxruntime call, mean and standard deviation of the penultimate layer per network
+(:func:`mer_models.musicnn.musicnn_patches`), every patch of the clip through each network
+(on the CPU in calls of :data:`~mer_models.musicnn.CPU_BATCH` patches), mean and standard
+deviation of the penultimate layer per network
 (400 values each), concatenated in the card's order. :class:`MusicnnHead` is the
 :class:`~mer_models.model.MoodModel`: a scikit-learn classifier on that embedding, clip-level
 like the descriptor ensemble, served from its ONNX conversion when the card lists one, else

@@ -16,6 +16,7 @@ import mer_models
 from mer_models.config import AnalysisConfig
 from mer_models.errors import ModelCardError, ParameterError
 from mer_models.musicnn import (
+    CPU_BATCH,
     HOP_LENGTH,
     N_FFT,
     N_MELS,
@@ -225,27 +226,36 @@ def test_cards_carry_source_licence_and_front_end() -> None:
     assert "quiet" in OnnxMusicnn(WEIGHTS / "musicnn-mtt-1.json", threads=1).tags
 
 
-def test_embed_runs_all_patches_at_once(network: tuple[str, OnnxMusicnn]) -> None:
+@pytest.mark.parametrize("on_gpu", [False, True])
+def test_embed_batches_patches_by_device(network: tuple[str, OnnxMusicnn], on_gpu: bool,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # On the CPU, CPU_BATCH patches per call (a session keeps memory for its largest batch);
+    # a GPU session takes every patch of the clip at once. Same values either way.
     _, model = network
-    patches = musicnn_patches(_music(0.5), patches_per_window=3).patches
-    calls = []
+    patches = musicnn_patches(_music(0.5), patches_per_window=3).patches  # 9 patches
+    calls: list[int] = []
     session = model._session
 
     class Counting:
-        def run(self, *args: object, **kwargs: object) -> object:
-            calls.append(args)
-            return session.run(*args, **kwargs)
+        def run(self, output: list[str], feed: dict[str, np.ndarray]) -> object:
+            calls.append(len(next(iter(feed.values()))))
+            return session.run(output, feed)
 
-    model._session = Counting()
-    try:
-        embedding = model.embed(patches)
-    finally:
-        model._session = session
-    assert len(calls) == 1 and embedding.shape == (400,)
-    per_patch = model.penultimate(patches)
-    np.testing.assert_allclose(embedding[:200], per_patch.mean(axis=0), atol=1e-5)
-    np.testing.assert_allclose(embedding[200:], per_patch.std(axis=0), atol=1e-5)
+    monkeypatch.setattr(model, "_session", Counting())
+    monkeypatch.setattr(model, "_batch_all", on_gpu)
+    embedding = model.embed(patches)
+    monkeypatch.undo()
+    expected_calls = [9] if on_gpu else [min(CPU_BATCH, 9 - i) for i in range(0, 9, CPU_BATCH)]
+    assert calls == expected_calls and embedding.shape == (400,)
+    (whole,) = session.run([model.card.outputs[0].name], {model.card.inputs[0].name: patches})
+    np.testing.assert_allclose(model.penultimate(patches), whole, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(embedding[:200], whole.mean(axis=0), atol=1e-5)
+    np.testing.assert_allclose(embedding[200:], whole.std(axis=0), atol=1e-5)
     assert embedding[200:].max() > 0.05  # patches of a changing clip differ
+
+
+def test_a_cpu_session_runs_in_small_batches(mtt: OnnxMusicnn) -> None:
+    assert mtt.providers[0] == "CPUExecutionProvider" and not mtt._batch_all
 
 
 def test_pool_embedding_of_one_patch_has_zero_spread() -> None:
