@@ -190,10 +190,8 @@ def chroma_filterbank(sr: float, n_fft: int) -> NDArray[np.float32]:
 
     Parameters
     ----------
-    sr : float
-        Sample rate in Hz.
-    n_fft : int
-        FFT length.
+    sr, n_fft
+        Sample rate in Hz and FFT length, as for :func:`fft_frequencies`.
 
     Returns
     -------
