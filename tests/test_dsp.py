@@ -41,10 +41,14 @@ def _demo_windows() -> np.ndarray:
     return np.stack([y[i * WINDOW : (i + 1) * WINDOW] for i in range(3)]).astype(np.float32)
 
 
-@pytest.fixture(scope="module", params=["noise", "tones", "demo track"])
+@pytest.fixture(scope="module", params=["noise", "tones", "demo track", "degenerate"])
 def windows(request: pytest.FixtureRequest) -> np.ndarray:
     if request.param == "noise":
         return (0.1 * np.random.default_rng(3).standard_normal((3, WINDOW))).astype(np.float32)
+    if request.param == "degenerate":
+        # Digital silence, a DC offset, noise below the zero-crossing threshold.
+        tiny = 1e-12 * np.random.default_rng(4).standard_normal(WINDOW)
+        return np.stack([np.zeros(WINDOW), np.full(WINDOW, 0.1), tiny]).astype(np.float32)
     if request.param == "tones":
         return _tone_windows()
     return _demo_windows()
