@@ -8,7 +8,7 @@ of a one-file ``mer classify`` (docs/BENCHMARKS.md). Each function here reproduc
 them for the arguments the engine uses, with the same numpy operations in the same order and
 precision, so training (which calls the same functions) and serving see the same numbers.
 ``tests/test_dsp.py`` compares every one with librosa itself on noise, tones and music;
-librosa stays a dependency of training and of the tests.
+librosa is only needed by those tests (the ``dev`` extra): serving and training run without it.
 """
 
 from __future__ import annotations
