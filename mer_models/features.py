@@ -13,7 +13,6 @@ summarised per clip by :func:`clip_descriptors`, the input of the stacking ensem
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Final
 
@@ -107,7 +106,9 @@ def extract_features(windows: NDArray[np.float32], config: AnalysisConfig) -> Fe
     stft = dsp.stft(windows, config.n_fft, config.hop_length)
     magnitude = np.abs(stft)
     power = magnitude**2
-    mel = _mel_basis(config) @ power  # (n_windows, n_mels, frames)
+    mel_basis = dsp.mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin,
+                                   config.fmax)
+    mel = mel_basis @ power  # (n_windows, n_mels, frames)
     logmel = _to_db(mel, config.db_floor)
     descriptors = _descriptors(windows, magnitude, power, mel, logmel, config)
     return Features(logmel.astype(np.float32), descriptors.astype(np.float32))
@@ -145,17 +146,6 @@ def clip_descriptors(descriptors: NDArray[np.floating]) -> NDArray[np.float32]:
         The mean over windows.
     """
     return np.asarray(descriptors, dtype=np.float64).mean(axis=0).astype(np.float32)
-
-
-@functools.lru_cache(maxsize=8)
-def _mel_basis(config: AnalysisConfig) -> NDArray[np.float32]:
-    return dsp.mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin,
-                              config.fmax)
-
-
-@functools.lru_cache(maxsize=8)
-def _chroma_basis(sample_rate: int, n_fft: int) -> NDArray[np.float32]:
-    return dsp.chroma_filterbank(sample_rate, n_fft)
 
 
 def _to_db(power: NDArray[np.floating], floor_db: float) -> NDArray[np.float32]:
@@ -239,7 +229,7 @@ def _spectral_shape(
 
 
 def _tonal_descriptors(power: NDArray[np.float32], config: AnalysisConfig) -> NDArray[np.float64]:
-    chroma = _chroma_basis(config.sample_rate, config.n_fft) @ power  # (n, 12, frames)
+    chroma = dsp.chroma_filterbank(config.sample_rate, config.n_fft) @ power  # (n, 12, frames)
     chroma = chroma / (chroma.max(axis=1, keepdims=True) + 1e-12)
     profile = chroma.mean(axis=-1).astype(np.float64)  # (n, 12)
     # Correlation of each window's pitch-class profile with the 24 rotated key profiles.
