@@ -247,8 +247,7 @@ def power_to_db(power: NDArray[np.floating], *, amin: float = 1e-10, top_db: flo
     -------
     ndarray, like ``power``
     """
-    log_spec = 10.0 * np.log10(np.maximum(amin, power))
-    log_spec -= 10.0 * np.log10(np.maximum(amin, 1.0))
+    log_spec = 10.0 * np.log10(np.maximum(amin, power))  # re 1.0: nothing to subtract
     return np.maximum(log_spec, log_spec.max() - top_db)
 
 
@@ -421,8 +420,8 @@ def tempo(envelope: NDArray[np.float32], sr: float, hop_length: int, *,
     bpms = np.zeros(win_length, dtype=np.float64)
     bpms[0] = np.inf
     bpms[1:] = 60.0 * sr / (hop_length * np.arange(1.0, win_length))
-    with np.errstate(divide="ignore"):
-        logprior = -0.5 * ((np.log2(bpms) - np.log2(start_bpm)) / 1.0) ** 2
+    # One octave of standard deviation; the infinite lag-0 tempo gets -inf.
+    logprior = -0.5 * (np.log2(bpms) - np.log2(start_bpm)) ** 2
     logprior[: int(np.argmax(bpms < max_tempo))] = -np.inf
     best = np.argmax(np.log1p(1e6 * tempogram) + logprior[:, np.newaxis], axis=-2)
     return np.take(bpms, best)
