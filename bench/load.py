@@ -470,9 +470,9 @@ async def predictions_per_track(service: MoodService, provider: str
     ``provider`` (0: a stored track without one)."""
     from sqlalchemy import func, select
 
-    from bot.storage.models import Prediction, TrackSource, models_key
+    from bot.storage.models import Prediction, TrackSource
 
-    key = models_key(service.versions)
+    key = service.models_key
     async with service.store.sessions() as session:
         sources = (await session.execute(
             select(TrackSource.provider_id, TrackSource.track_id)

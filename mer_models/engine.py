@@ -126,6 +126,11 @@ class MoodEngine:
         """``{kind: name-version}`` of every loaded model: ``cldnn``, ``ensemble``, ``musicnn``."""
         return {m.card.kind: m.card.display_name for m in self.models}
 
+    @property
+    def weights(self) -> dict[str, float]:
+        """``{kind: fusion weight}`` of every loaded model (from its card)."""
+        return {m.card.kind: m.card.fusion_weight for m in self.models}
+
     def model(self, kind: str) -> MoodModel | None:
         """The loaded model of a kind (``"cldnn"``, ``"ensemble"``, ``"musicnn"``), if any."""
         return next((m for m in self.models if m.card.kind == kind), None)
@@ -166,7 +171,8 @@ class MoodEngine:
         return MoodResult.from_arrays(
             input=audio.source, window_probabilities=probabilities, starts=audio.starts,
             window_seconds=self.config.window_seconds, models=self.versions,
-            timings_ms={k: round(v, 2) for k, v in timings.items()}, duration=audio.duration,
+            weights=self.weights, timings_ms={k: round(v, 2) for k, v in timings.items()},
+            duration=audio.duration,
             descriptors=dict(zip(DESCRIPTOR_NAMES, descriptors.tolist(), strict=True)),
             embedding=None if embedding is None else embedding.tolist(),
         )

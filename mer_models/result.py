@@ -39,6 +39,8 @@ class MoodResult:
         The per-window timeline, in time order.
     models : dict
         ``{kind: name-version}`` of the fused models, e.g. ``{"cldnn": ..., "ensemble": ...}``.
+    weights : dict
+        ``{kind: fusion weight}`` of the same models (empty for a stored result).
     timings_ms : dict
         Milliseconds spent per stage (decode, features, one per model kind, total).
     duration : float
@@ -58,6 +60,7 @@ class MoodResult:
     duration: float = 0.0
     descriptors: dict[str, float] = field(default_factory=dict, repr=False)
     embedding: list[float] | None = field(default=None, repr=False)
+    weights: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_arrays(
@@ -68,6 +71,7 @@ class MoodResult:
         starts: NDArray[np.floating],
         window_seconds: float,
         models: dict[str, str],
+        weights: dict[str, float],
         timings_ms: dict[str, float],
         duration: float,
         descriptors: dict[str, float] | None = None,
@@ -85,8 +89,8 @@ class MoodResult:
             for s, row in zip(starts, rows, strict=True)
         ]
         return cls(input=input, probabilities=_as_dict(clip), windows=windows, models=models,
-                   timings_ms=timings_ms, duration=duration, descriptors=descriptors or {},
-                   embedding=embedding)
+                   weights=weights, timings_ms=timings_ms, duration=duration,
+                   descriptors=descriptors or {}, embedding=embedding)
 
     @property
     def quadrant(self) -> Quadrant:

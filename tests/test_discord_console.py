@@ -425,13 +425,15 @@ async def test_scripted_and_interactive_sessions_answer_alike(
 def test_mer_console_runs_a_script_from_stdin(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """The real thing: ``mer console`` starts ``python -m bot.discord console`` on the
-    settings' database (the shipped models; the library stored under their versions)."""
+    settings' database (the shipped models; the library stored under their versions and
+    fusion weights)."""
     from mer_models.card import ModelCard
     from mer_models.engine import DEFAULT_MODELS_DIR, LOADERS, find_cards
 
-    cards = find_cards(DEFAULT_MODELS_DIR)  # the engine loads the newest of each kind
-    monkeypatch.setattr(moodlib, "VERSIONS", {kind: ModelCard.load(cards[kind]).display_name
-                                              for kind in LOADERS if kind in cards})
+    found = find_cards(DEFAULT_MODELS_DIR)  # the engine loads the newest of each kind
+    cards = {kind: ModelCard.load(found[kind]) for kind in LOADERS if kind in found}
+    monkeypatch.setattr(moodlib, "VERSIONS", {k: c.display_name for k, c in cards.items()})
+    monkeypatch.setattr(moodlib, "WEIGHTS", {k: c.fusion_weight for k, c in cards.items()})
     data = tmp_path / "data"
     data.mkdir()
     moodlib.build_library(data / "mood.db")

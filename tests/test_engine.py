@@ -40,6 +40,7 @@ def test_result_is_consistent(engine: MoodEngine, mood_files: dict[str, Path]) -
     assert [w.start for w in result.windows] == sorted(w.start for w in result.windows)
     assert result.windows[-1].end == pytest.approx(8.0, abs=0.01)
     assert result.models == {"cldnn": "mood-4q-cldnn-test", "ensemble": "mood-4q-ensemble-test"}
+    assert result.weights == {c.kind: c.fusion_weight for c in engine.cards} == engine.weights
     assert {"decode", "features", "cldnn", "ensemble", "total"} <= set(result.timings_ms)
 
 

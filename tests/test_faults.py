@@ -378,8 +378,8 @@ def _records(path: Path) -> tuple[TrackRecord, PredictionRecord]:
     track = TrackRecord(title="locked", provider="local", provider_id=str(path),
                         fingerprint="1:1")
     prediction = PredictionRecord(
-        models={"cldnn": "mood-4q-cldnn-1"}, probabilities={"Q1": 0.7, "Q2": 0.1, "Q3": 0.1,
-                                                            "Q4": 0.1},
+        models={"cldnn": "mood-4q-cldnn-1"}, weights={"cldnn": 1.0},
+        probabilities={"Q1": 0.7, "Q2": 0.1, "Q3": 0.1, "Q4": 0.1},
         quadrant="Q1", valence=0.6, arousal=0.6, confidence=0.7, timeline=[])
     return track, prediction
 

@@ -27,7 +27,7 @@ from bot.sources.errors import NoPreviewError
 from bot.sources.models import Preview, TrackInfo
 from bot.storage.models import Feedback
 from bot.storage.store import PredictionRecord, TrackRecord
-from tests.fakes.moodlib import VERSIONS
+from tests.fakes.moodlib import VERSIONS, WEIGHTS
 
 #: Discord snowflakes and a guild id that must never appear in an export.
 ALICE, BOB, CAROL = "111111111111111111", "222222222222222222", "333333333333333333"
@@ -54,7 +54,8 @@ async def add_track(service: MoodService, title: str, *, artist: str = "Someone"
                          provider_id=str(path) if local else f"dz-{title}",
                          url=None if local else f"https://www.deezer.com/track/{len(title)}")
     probabilities = {q: 0.7 if q == quadrant else 0.1 for q in ("Q1", "Q2", "Q3", "Q4")}
-    prediction = PredictionRecord(models=dict(VERSIONS), probabilities=probabilities,
+    prediction = PredictionRecord(models=dict(VERSIONS), weights=dict(WEIGHTS),
+                                  probabilities=probabilities,
                                   quadrant=quadrant, valence=0.5, arousal=0.5, confidence=0.7,
                                   timeline=[])
     return (await service.store.record_analysis(record, prediction)).track.id

@@ -117,6 +117,31 @@ async def test_scan_is_incremental(settings: Settings, library: Path) -> None:
             await service.scan(library / "missing")
 
 
+async def test_new_fusion_weights_classify_again(settings: Settings, library: Path,
+                                                 tiny_models_dir: Path, tmp_path: Path) -> None:
+    """Same models, other fusion weights: other moods, so the stored ones are not reused."""
+    from mer_models.card import ModelCard
+
+    async with await MoodService.create(settings, allow_local_files=True) as service:
+        assert (await service.scan(library)).classified == 10
+        old_key = service.models_key
+    reweighted = tmp_path / "reweighted"
+    shutil.copytree(tiny_models_dir, reweighted)
+    for path in reweighted.glob("*.json"):
+        card = ModelCard.load(path)
+        card.fusion_weight = 0.9 if card.kind == "cldnn" else 0.1
+        card.save(path)
+    moved = settings.model_copy(update={"engine": settings.engine.model_copy(
+        update={"models_dir": reweighted})})
+    async with await MoodService.create(moved, allow_local_files=True) as service:
+        assert service.versions == MoodEngine(tiny_models_dir, threads=1).versions
+        assert service.models_key != old_key
+        again = await service.scan(library)
+        assert (again.classified, again.unchanged) == (10, 0)
+        assert (await service.scan(library)).unchanged == 10
+        assert await _count(service, Prediction) == 20  # the old weights' moods stay theirs
+
+
 async def test_out_of_date_schema_is_refused(tmp_path: Path, tiny_models_dir: Path) -> None:
     fresh = _settings(tmp_path, tiny_models_dir)
     upgrade(fresh.database_url, "0001")

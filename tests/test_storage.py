@@ -46,14 +46,18 @@ from bot.storage.store import (
 TABLES = {"tracks", "track_sources", "audio_features", "predictions", "feedback", "guilds",
           "queue_entries", "model_versions", "retrain_jobs", "track_events"}
 MODELS = {"cldnn": "mood-4q-cldnn-1", "ensemble": "mood-4q-ensemble-1"}
+WEIGHTS = {"cldnn": 0.25, "ensemble": 0.75}
+KEY = models_key(MODELS, WEIGHTS)
 HEAD = "0004"
 
 
-def prediction(models: dict[str, str] = MODELS, *, happy: float = 0.6) -> PredictionRecord:
+def prediction(models: dict[str, str] = MODELS, *, happy: float = 0.6,
+               weights: dict[str, float] | None = None) -> PredictionRecord:
     rest = round((1.0 - happy) / 3, 4)
     probabilities = {"Q1": happy, "Q2": rest, "Q3": rest, "Q4": rest}
     return PredictionRecord(
-        models=models, probabilities=probabilities,
+        models=models, weights=weights or {kind: WEIGHTS.get(kind, 1.0) for kind in models},
+        probabilities=probabilities,
         quadrant=max(probabilities, key=probabilities.__getitem__),
         valence=happy + rest, arousal=happy + rest, confidence=max(happy, rest),
         timeline=[{"start": 0.0, "end": 5.0, "quadrant": "Q1", "probabilities": probabilities},
@@ -201,17 +205,22 @@ async def test_record_analysis_writes_everything_at_once(store: Store) -> None:
          FeatureRecord("spotify", "1", {"energy": 0.8})])
     assert stored.track.isrc == "USRC17607839" and stored.track.created_at.tzinfo == UTC
     assert stored.prediction is not None and stored.prediction.models == MODELS
-    assert stored.prediction.models_key == models_key(MODELS) == (
-        "cldnn=mood-4q-cldnn-1;ensemble=mood-4q-ensemble-1")
+    assert stored.prediction.models_key == KEY == (
+        "cldnn=mood-4q-cldnn-1*0.25;ensemble=mood-4q-ensemble-1*0.75")
     assert stored.prediction.embedding == [0.25, -1.5]
     assert [f.kind for f in stored.features] == ["descriptors", "spotify"]
-    found = await store.find_analysis("deezer", "1001", MODELS)
+    found = await store.find_analysis("deezer", "1001", KEY)
     assert found is not None and found.track.id == stored.track.id
     assert found.prediction is not None and found.prediction.id == stored.prediction.id
-    # Other live models: the track is known, its mood by them is not.
-    other = await store.find_analysis("deezer", "1001", {**MODELS, "musicnn": "m-1"})
-    assert other is not None and other.prediction is None
-    assert await store.find_analysis("deezer", "nope", MODELS) is None
+    # Other live models, or the same models fused with other weights: the track is known,
+    # its mood by them is not.
+    for models, weights in (({**MODELS, "musicnn": "m-1"}, {**WEIGHTS, "musicnn": 0.5}),
+                            (MODELS, {"cldnn": 0.2, "ensemble": 0.8})):
+        other = await store.find_analysis("deezer", "1001", models_key(models, weights))
+        assert other is not None and other.prediction is None
+    assert await store.find_analysis("deezer", "nope", KEY) is None
+    with pytest.raises(KeyError):  # a model without a weight has no key
+        models_key(MODELS, {"cldnn": 1.0})
 
 
 async def test_record_analysis_reuses_tracks_and_is_idempotent(store: Store) -> None:
@@ -239,7 +248,7 @@ async def test_bad_records_are_refused(store: Store) -> None:
         await store.record_analysis(track(1, provider_id=""), prediction())
     with pytest.raises(InvalidRecordError, match="unknown quadrant"):
         await store.record_analysis(track(1), PredictionRecord(
-            models=MODELS, probabilities={}, quadrant="Q5", valence=0, arousal=0,
+            models=MODELS, weights=WEIGHTS, probabilities={}, quadrant="Q5", valence=0, arousal=0,
             confidence=0, timeline=[]))
     with pytest.raises(InvalidRecordError, match="unknown feature kind"):
         await store.record_analysis(track(1), prediction(), [FeatureRecord("mfcc", "1", {})])
@@ -255,7 +264,7 @@ async def test_a_changed_local_file_loses_its_old_analysis(store: Store, tmp_pat
         local, prediction(), [FeatureRecord("descriptors", "1", {"tempo": 90.0})])
     os.utime(audio, ns=(1, 2))
     changed = TrackRecord(**{**local.__dict__, "fingerprint": file_fingerprint(audio)})
-    found = await store.find_analysis("local", str(audio), MODELS)
+    found = await store.find_analysis("local", str(audio), KEY)
     assert found is not None and found.fingerprint == local.fingerprint != changed.fingerprint
     second = await store.record_analysis(
         changed, prediction(happy=0.3), [FeatureRecord("descriptors", "1", {"tempo": 60.0})])
@@ -265,7 +274,7 @@ async def test_a_changed_local_file_loses_its_old_analysis(store: Store, tmp_pat
     assert second.prediction.probabilities["Q1"] == 0.3  # the old mood is gone, not kept
     assert second.features[0].values == {"tempo": 60.0}
     assert await store.count_predictions() == 1
-    found = await store.find_analysis("local", str(audio), MODELS)
+    found = await store.find_analysis("local", str(audio), KEY)
     assert found is not None and found.fingerprint == f"{audio.stat().st_size}:2"
 
 

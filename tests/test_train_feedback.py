@@ -21,7 +21,7 @@ from bot.service.tracks import StoredTracks
 from bot.storage.store import PredictionRecord, TrackRecord
 from mer_models.card import ModelCard
 from mer_models.features import DESCRIPTOR_NAMES
-from tests.fakes.moodlib import VERSIONS
+from tests.fakes.moodlib import VERSIONS, WEIGHTS
 from tests.synth import SR, mood_clip
 from train.data import CACHE_WINDOWS, Clip, FeatureSet, cache_key
 from train.feedback import (
@@ -111,8 +111,8 @@ def test_the_reader_knows_the_exported_columns() -> None:
 
 async def add_local(service: MoodService, title: str, artist: str, path: Path) -> int:
     record = TrackRecord(title=title, artist=artist, provider="local", provider_id=str(path))
-    prediction = PredictionRecord(models=dict(VERSIONS), probabilities={q: 0.25 for q in
-                                                                        QUADRANTS},
+    prediction = PredictionRecord(models=dict(VERSIONS), weights=dict(WEIGHTS),
+                                  probabilities={q: 0.25 for q in QUADRANTS},
                                   quadrant="Q1", valence=0.5, arousal=0.5, confidence=0.25,
                                   timeline=[])
     return (await service.store.record_analysis(record, prediction)).track.id

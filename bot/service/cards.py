@@ -73,4 +73,5 @@ def spotify_mood(settings: Settings, features: Mapping[str, float]) -> MoodResul
         raise ServiceError(f"spotify features: {exc}") from exc
     return MoodResult(input="spotify features",
                       probabilities={q: round(p, 4) for q, p in probabilities.items()},
-                      windows=[], models={model.card.kind: model.card.display_name})
+                      windows=[], models={model.card.kind: model.card.display_name},
+                      weights={model.card.kind: 1.0})

@@ -57,7 +57,6 @@ from bot.storage.models import (
     Prediction,
     Track,
     TrackSource,
-    models_key,
     utcnow,
 )
 
@@ -222,7 +221,7 @@ async def _read(service: MoodService, since: datetime | None
             .where(Track.id.in_(answered)))).all()
         predictions = (await session.execute(
             select(Prediction.track_id, Prediction.quadrant)
-            .where(Prediction.models_key == models_key(service.versions),
+            .where(Prediction.models_key == service.models_key,
                    Prediction.track_id.in_(answered)))).all()
         source_rows = (await session.execute(
             select(TrackSource.track_id, TrackSource.provider, TrackSource.provider_id,

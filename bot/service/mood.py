@@ -40,7 +40,7 @@ from bot.sources.resolver import PreviewResolver, ResolverConfig
 from bot.storage.engine import make_sessionmaker
 from bot.storage.errors import ModelConflictError, StorageError
 from bot.storage.migrate import check_schema, database_revision, upgrade_async
-from bot.storage.models import Prediction
+from bot.storage.models import Prediction, models_key
 from bot.storage.store import Store, StoredAnalysis, file_fingerprint
 from mer_models.config import AnalysisConfig
 from mer_models.engine import MoodEngine
@@ -214,6 +214,12 @@ class MoodService:
     def versions(self) -> dict[str, str]:
         """``{kind: name-version}`` of the live models."""
         return self.engine.versions
+
+    @property
+    def models_key(self) -> str:
+        """The live models' key (:func:`~bot.storage.models.models_key`: versions and fusion
+        weights): the stored predictions they made carry it."""
+        return models_key(self.engine.versions, self.engine.weights)
 
     @functools.cached_property
     def recommendations(self) -> Recommendations:
@@ -432,7 +438,7 @@ class MoodService:
 
     async def _scan_file(self, path: Path) -> TrackMood:
         key = storable(str(path.resolve()))
-        stored = await self.store.find_analysis(Provider.LOCAL.value, key, self.versions)
+        stored = await self.store.find_analysis(Provider.LOCAL.value, key, self.models_key)
         if (stored is not None and stored.prediction is not None
                 and stored.fingerprint == file_fingerprint(path)):
             return _cached(stored, stored.prediction, str(path), Provider.LOCAL.value)
@@ -449,7 +455,7 @@ class MoodService:
         future: asyncio.Future[TrackMood] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
-            stored = await self.store.find_analysis(*key, self.versions)
+            stored = await self.store.find_analysis(*key, self.models_key)
             if (stored is not None and stored.prediction is not None
                     and stored.fingerprint == record.fingerprint):
                 mood = _cached(stored, stored.prediction, preview.track.display_name,

@@ -101,7 +101,7 @@ class Recommendations:
 
     async def library(self) -> list[StoredMood]:
         """The stored tracks the live models classified."""
-        return await self._service.store.moods(self._service.versions)
+        return await self._service.store.moods(self._service.models_key)
 
     async def played(self, scope: str, track_ids: Sequence[int]) -> None:
         """Remember that tracks were played in a scope (they are not suggested there again

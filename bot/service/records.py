@@ -44,7 +44,8 @@ def source_key(info: TrackInfo) -> tuple[str, str]:
 def prediction_record(result: MoodResult) -> PredictionRecord:
     """The database record of a classification."""
     return PredictionRecord(
-        models=dict(result.models), probabilities=dict(result.probabilities),
+        models=dict(result.models), weights=dict(result.weights),
+        probabilities=dict(result.probabilities),
         quadrant=result.quadrant.value, valence=result.valence, arousal=result.arousal,
         confidence=result.confidence,
         timeline=[{"start": w.start, "end": w.end, "quadrant": w.quadrant.value,

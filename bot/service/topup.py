@@ -177,7 +177,7 @@ class CatalogueTopUp:
             return False
         seen.add(key)
         service = self._service
-        stored = await service.store.find_analysis(*key, service.versions)
+        stored = await service.store.find_analysis(*key, service.models_key)
         return stored is None or stored.prediction is None
 
     async def _classify(self, track: TrackInfo, quadrant: str, report: TopUpReport) -> None:

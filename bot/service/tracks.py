@@ -27,7 +27,7 @@ from bot.recommend.values import quadrant_of
 from bot.service.errors import ServiceError
 from bot.service.records import mood_result
 from bot.storage.errors import InvalidRecordError, NotFoundError, StorageError
-from bot.storage.models import Prediction, Track, TrackEvent, TrackSource, models_key
+from bot.storage.models import Prediction, Track, TrackEvent, TrackSource
 from bot.storage.store import StoredMood
 from mer_models.moods import QUADRANTS
 
@@ -175,7 +175,7 @@ class StoredTracks:
         """
         now = time.monotonic()
         if fresh or self._cached is None or now - self._cached[0] > self.cache_s:
-            self._cached = (now, await self._service.store.moods(self._service.versions))
+            self._cached = (now, await self._service.store.moods(self._service.models_key))
         return self._cached[1]
 
     async def search(self, text: str, *, limit: int = 25) -> list[TrackMatch]:
@@ -221,7 +221,7 @@ class StoredTracks:
         """
         from bot.service.mood import TrackMood
 
-        key = models_key(self._service.versions)
+        key = self._service.models_key
         async with self._service.store.sessions() as session:
             track = await session.get(Track, track_id)
             prediction = await session.scalar(select(Prediction).where(
@@ -412,7 +412,7 @@ class StoredTracks:
         """
         if since is not None and since.utcoffset() is None:
             raise ServiceError(f"naive datetime {since.isoformat()}: give a timezone-aware one")
-        key = models_key(self._service.versions)
+        key = self._service.models_key
         if scope is None:
             query = (select(Prediction.quadrant, func.count(Prediction.track_id))
                      .where(Prediction.models_key == key)

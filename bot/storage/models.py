@@ -8,8 +8,9 @@ Conventions
 - Timestamps are timezone-aware UTC :class:`~datetime.datetime` values on both sides (SQLite
   stores them without an offset; :class:`UTCDateTime` restores it).
 - A prediction is keyed by its track and ``models_key``, the canonical text of the model
-  versions that made it (``"cldnn=mood-4q-cldnn-1;ensemble=mood-4q-ensemble-1"``), so a new
-  model version means a new prediction and any number of fused models fits one column.
+  versions that made it and their fusion weights
+  (``"cldnn=mood-4q-cldnn-1*0.4;ensemble=mood-4q-ensemble-1*0.6"``), so a new model version
+  or new weights mean a new prediction and any number of fused models fits one column.
 - Users are named by (front-end, id on that front-end): a Discord snowflake, a local user
   name, ... stored as strings. Tables that belong to one front-end (Discord's guilds and
   queues) are declared by that front-end on the same :class:`Base`.
@@ -175,7 +176,7 @@ class Prediction(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"))
-    #: Canonical text of ``models`` (see :func:`models_key`).
+    #: Canonical text of ``models`` and their fusion weights (see :func:`models_key`).
     models_key: Mapped[str] = mapped_column(String(512))
     #: ``{kind: name-version}`` of the fused models.
     models: Mapped[dict[str, str]]
@@ -193,9 +194,18 @@ class Prediction(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-def models_key(models: Mapping[str, str]) -> str:
-    """The canonical text of a set of model versions: ``"kind=version;..."``, sorted."""
-    return ";".join(f"{kind}={models[kind]}" for kind in sorted(models))
+def models_key(models: Mapping[str, str], weights: Mapping[str, float]) -> str:
+    """The canonical text of a set of fused models: ``"kind=version*weight;..."``, sorted.
+
+    The fusion weights belong to the key: new weights with the same models give other moods,
+    so the predictions of the old weights must not be served as theirs.
+
+    Raises
+    ------
+    KeyError
+        A model without a weight.
+    """
+    return ";".join(f"{kind}={models[kind]}*{weights[kind]:g}" for kind in sorted(models))
 
 
 class Feedback(Base):

@@ -93,6 +93,8 @@ class PredictionRecord:
     """A mood to store: the columns of :class:`~bot.storage.models.Prediction`."""
 
     models: dict[str, str]
+    #: The fusion weight of each model (part of the prediction's key with ``models``).
+    weights: dict[str, float]
     probabilities: dict[str, float]
     quadrant: str
     valence: float
@@ -216,15 +218,15 @@ class Store:
     # --- tracks and their analyses -----------------------------------------------------------
 
     async def find_analysis(self, provider: str, provider_id: str,
-                            models: Mapping[str, str]) -> StoredAnalysis | None:
-        """The track a provider's id names, and its prediction by these model versions.
+                            key: str) -> StoredAnalysis | None:
+        """The track a provider's id names, and its prediction by these models.
 
         Parameters
         ----------
         provider, provider_id : str
             The source (for ``local`` the file's absolute path).
-        models : mapping
-            ``{kind: name-version}`` of the live models.
+        key : str
+            The live models' :func:`~bot.storage.models.models_key`.
 
         Returns
         -------
@@ -242,7 +244,7 @@ class Store:
                 return None
             track, fingerprint = row
             prediction = await session.scalar(select(Prediction).where(
-                Prediction.track_id == track.id, Prediction.models_key == models_key(models)))
+                Prediction.track_id == track.id, Prediction.models_key == key))
             return StoredAnalysis(track, fingerprint, prediction)
 
     async def record_analysis(self, track: TrackRecord, prediction: PredictionRecord,
@@ -331,7 +333,7 @@ class Store:
     @staticmethod
     async def _add_prediction(session: AsyncSession, track_id: int,
                               record: PredictionRecord) -> Prediction:
-        key = models_key(record.models)
+        key = models_key(record.models, record.weights)
         existing = await session.scalar(select(Prediction).where(
             Prediction.track_id == track_id, Prediction.models_key == key))
         if existing is not None:
@@ -360,8 +362,9 @@ class Store:
         await session.flush()
         return row
 
-    async def moods(self, models: Mapping[str, str]) -> list[StoredMood]:
-        """Every track with a prediction by these model versions (one row per track).
+    async def moods(self, key: str) -> list[StoredMood]:
+        """Every track with a prediction by the models of ``key`` (one row per track; ``key``
+        is their :func:`~bot.storage.models.models_key`).
 
         A track known from several sources is listed once, with its local file when it has
         one (what a playlist can point at), else its first source.
@@ -369,7 +372,7 @@ class Store:
         query = (select(Track, Prediction, TrackSource)
                  .join(Prediction, Prediction.track_id == Track.id)
                  .join(TrackSource, TrackSource.track_id == Track.id)
-                 .where(Prediction.models_key == models_key(models))
+                 .where(Prediction.models_key == key)
                  .order_by(Track.id, (TrackSource.provider != "local"), TrackSource.id))
         async with self.sessions() as session:
             rows = (await session.execute(query)).all()

@@ -23,6 +23,7 @@ from bot.storage.migrate import upgrade
 from bot.storage.store import PredictionRecord, Store, TrackRecord
 
 VERSIONS = {"cldnn": "mood-4q-cldnn-test", "ensemble": "mood-4q-ensemble-test"}
+WEIGHTS = {"cldnn": 0.4, "ensemble": 0.6}
 MUSIC = Path("/srv/music")
 
 
@@ -71,7 +72,8 @@ def _records(song: Song) -> tuple[TrackRecord, PredictionRecord]:
     timeline = [{"start": 5.0 * i, "end": 5.0 * i + 5.0, "quadrant": song.quadrant,
                  "probabilities": probs} for i, probs in enumerate((p, calmer, p))]
     prediction = PredictionRecord(
-        models=dict(VERSIONS), probabilities=dict(p), quadrant=song.quadrant,
+        models=dict(VERSIONS), weights=dict(WEIGHTS), probabilities=dict(p),
+        quadrant=song.quadrant,
         valence=p["Q1"] + p["Q4"], arousal=p["Q1"] + p["Q2"], confidence=max(p.values()),
         timeline=timeline, elapsed_ms=12.0)
     return track, prediction
@@ -96,9 +98,10 @@ def build_library(path: Path) -> Path:
 
 
 class StandInEngine:
-    """What the service reads of the engine here: the live model versions."""
+    """What the service reads of the engine here: the live models' versions and weights."""
 
     versions = VERSIONS
+    weights = WEIGHTS
 
 
 class OfflineResolver:
