@@ -311,7 +311,7 @@ def evaluate() -> dict:
     results["musicnn"] = {t: _summary(per_fold(labels, p, folds)) for t, p in mus.items()}
     fusion, weights = {}, {}
     for variant, d in probs.items():
-        fused, chosen = nested_fusion([cldnn, d["original"], musicnn], labels, folds)
+        fused, chosen = nested_fusion([cldnn, d["original"], musicnn], labels, folds, bags=0)
         weights[variant] = chosen
         fusion[variant] = {"original": _summary(per_fold(labels, fused, folds))}
         # encodings: the same per-fold weights; musicnn head exact on the codec copies,

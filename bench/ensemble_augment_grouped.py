@@ -142,7 +142,7 @@ def evaluate(variants: list[str]) -> None:
     for v, d in allp.items():
         r = {"ensemble": {t: run._summary(per_fold(labels, p, folds)) for t, p in d.items()},
              "calib": {t: calib(labels, d[t]) for t in ("original", OPUS)}}
-        fused, chosen = nested_fusion([cldnn, d["original"], musicnn], labels, folds)
+        fused, chosen = nested_fusion([cldnn, d["original"], musicnn], labels, folds, bags=0)
         r["weights"] = {str(k): [round(float(a), 3) for a in w] for k, w in chosen.items()}
         r["fused"] = {"original": run._summary(per_fold(labels, fused, folds))}
         r["calib"]["fused original"] = calib(labels, fused)

@@ -19,13 +19,16 @@ from train.musicnn_head import run_musicnn
 from train.pipeline import (
     SERVING,
     TRAINING_DATA,
+    best_weights,
     load_data,
+    macro_f1_rows,
     run_cldnn,
     run_ensemble,
     run_fusion,
     run_reference,
     run_robustness,
     ship,
+    weight_grid,
 )
 from train.report import write_report
 
@@ -96,7 +99,8 @@ def test_all_stages_on_tiny_data(fake_data: Path, tmp_path: Path) -> None:
     best = max(cldnn["macro_f1_mean"], ensemble["macro_f1_mean"], musicnn["macro_f1_mean"])
     assert fused["macro_f1_mean"] >= best - 0.05
     assert fused["kinds"] == ["cldnn", "ensemble", "musicnn"]
-    assert fused["weights"]["cldnn"] <= 0.5 and sum(fused["weights"].values()) == 1.0
+    assert fused["weights"]["cldnn"] <= 0.5
+    assert sum(fused["weights"].values()) == pytest.approx(1.0, abs=0.002)  # 3 decimals each
     assert set(fused["subsets"]) == {"cldnn+ensemble", "cldnn+musicnn", "ensemble+musicnn"}
     robust = run_robustness(data, run, root=fake_data, musicnn_cache=tmp_path / "musicnn")
     assert robust["original (48k mono mp3)"]["fused"]["macro_f1"] >= 0.9
@@ -121,6 +125,50 @@ def test_all_stages_on_tiny_data(fake_data: Path, tmp_path: Path) -> None:
     right = sum(engine.classify(next((fake_data / "4q" / "audio" / q).iterdir())).quadrant.value
                 == q for q in ("Q1", "Q2", "Q3", "Q4"))
     assert right >= 3
+
+
+def test_macro_f1_rows_is_sklearns_macro_f1() -> None:
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 60)
+    predictions = rng.integers(0, 4, (5, 60))
+    predictions[1] = labels  # perfect
+    predictions[2] = 3  # one class predicted
+    labels_without_q3 = np.where(labels == 2, 0, labels)  # Q3 in neither labels nor row 3
+    predictions[3] = np.where(predictions[3] == 2, 1, predictions[3])
+    for y in (labels, labels_without_q3):
+        expected = [f1_score(y, row, average="macro") for row in predictions]
+        np.testing.assert_allclose(macro_f1_rows(y, predictions), expected, rtol=1e-12)
+
+
+def _probabilities(labels: np.ndarray, signal: float, seed: int) -> np.ndarray:
+    logits = np.random.default_rng(seed).normal(0.0, 1.0, (len(labels), 4))
+    logits[np.arange(len(labels)), labels] += signal
+    e = np.exp(logits)
+    return e / e.sum(1, keepdims=True)
+
+
+def test_fusion_weights_single_best_point_and_bagged() -> None:
+    from sklearn.metrics import f1_score
+
+    from mer_models.fusion import fuse
+
+    labels = np.random.default_rng(1).integers(0, 4, 300)
+    informative, weak, noise = (_probabilities(labels, s, seed) for s, seed in
+                                ((2.0, 2), (0.7, 3), (0.0, 4)))
+    models = [informative, weak, noise]
+    # bags=0: the grid point an exhaustive search with scikit-learn finds (first of ties).
+    grid = weight_grid(3)
+    scores = [f1_score(labels, fuse(models, w.tolist()).argmax(1), average="macro")
+              for w in grid]
+    np.testing.assert_array_equal(best_weights(models, labels, bags=0),
+                                  grid[int(np.argmax(scores))])
+    bagged = best_weights(models, labels)
+    assert bagged.sum() == pytest.approx(1.0) and (bagged >= 0).all()
+    assert bagged[0] > 0.5 and bagged[2] < 0.15  # the noise gets (almost) nothing
+    np.testing.assert_array_equal(bagged, best_weights(models, labels))  # seeded
+    assert not np.array_equal(bagged, best_weights(models, labels, seed=1))
 
 
 def test_augmented_copies_train_only_where_their_clip_may(fake_data: Path, tmp_path: Path

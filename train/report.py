@@ -65,9 +65,10 @@ def fusion_table(run: Path) -> str:
         names = " + ".join(_NAMES.get(k, k) for k in subset.split("+"))
         lines.append(f"| {names} | {s['macro_f1_mean']:.3f} ± {s['macro_f1_std']:.3f} | "
                      f"{s['valence_accuracy_mean']:.3f} | {s['arousal_accuracy_mean']:.3f} |")
-    weights = ", ".join(f"{_NAMES.get(k, k)} {w:.2f}" for k, w in m["weights"].items())
+    weights = ", ".join(f"{_NAMES.get(k, k)} {w:.3f}" for k, w in m["weights"].items())
     lines.append("")
-    lines.append(f"Shipped weights (chosen on all five folds): {weights}.")
+    lines.append("Shipped weights (chosen on all five folds: the mean of the best grid points "
+                 f"of bootstrap resamples, `train.pipeline.best_weights`): {weights}.")
     return "\n".join(lines)
 
 
