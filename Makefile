@@ -20,11 +20,16 @@ $(STAMP): pyproject.toml
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq mpd; \
 	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq mpd; \
 	  else echo "warning: mpd missing and no root: the MPD tests will fail"; fi; }
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing postgresql (the PostgreSQL tests run a throwaway server)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq postgresql; \
+	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq postgresql; \
+	  else echo "warning: postgresql missing and no root: the PostgreSQL tests will fail"; fi; }
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU wheel of torch, pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -e ".[$(ORT),train,dev]"
+	$(PY) -m pip install -q -e ".[$(ORT),train,dev,postgres]"
 	# An editable install compiles none of the project's own modules; where bytecode is not
 	# written at run time (PYTHONDONTWRITEBYTECODE, common in containers) every start would
 	# compile them again: about 0.3 s of each `mer` command's cold start.

@@ -16,6 +16,7 @@ from hypothesis import settings
 from mer_models.config import AnalysisConfig
 from tests.fakes.discord_fixtures import bot, library_db, service  # noqa: F401  (fixtures)
 from tests.fakes.mpd import mpd_daemon, mpd_server  # noqa: F401  (fixtures: a real MPD)
+from tests.fakes.postgres import postgres_server, postgres_url  # noqa: F401  (a real PostgreSQL)
 from tests.synth import SR, chord, clicks, mood_clip
 
 # Property tests see the same examples on every run, so that CI is reproducible (a random run

@@ -97,9 +97,17 @@ async def engine(migrated_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-@pytest.fixture
-def store(engine: AsyncEngine) -> Store:
-    return Store(make_sessionmaker(engine))
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, migrated_url: str) -> AsyncIterator[Store]:
+    """The store on a migrated SQLite file, then on a PostgreSQL database
+    (``tests/fakes/postgres.py``)."""
+    url = migrated_url
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        upgrade(url)
+    engine = create_engine(url)
+    yield Store(make_sessionmaker(engine))
+    await engine.dispose()
 
 
 # --- migrations ---------------------------------------------------------------------------
@@ -278,7 +286,7 @@ async def test_a_changed_local_file_loses_its_old_analysis(store: Store, tmp_pat
     assert found is not None and found.fingerprint == f"{audio.stat().st_size}:2"
 
 
-async def test_feedback_one_label_per_user_and_track(engine: AsyncEngine, store: Store) -> None:
+async def test_feedback_one_label_per_user_and_track(store: Store) -> None:
     stored = await store.record_analysis(track(1), prediction(),
                                          [FeatureRecord("spotify", "1", {"energy": 0.8})])
     track_id = stored.track.id
@@ -293,10 +301,11 @@ async def test_feedback_one_label_per_user_and_track(engine: AsyncEngine, store:
     with pytest.raises(NotFoundError):
         await store.set_feedback("cli", "me", 9999, "Q1")
 
-    # foreign_keys=ON: deleting the track deletes its sources, features, labels, predictions.
-    async with make_sessionmaker(engine)() as session, session.begin():
+    # Deleting the track deletes its sources, features, labels, predictions (SQLite only with
+    # foreign_keys=ON).
+    async with store.sessions() as session, session.begin():
         await session.execute(sa.delete(Track).where(Track.id == track_id))
-    async with make_sessionmaker(engine)() as session:
+    async with store.sessions() as session:
         for table in ("track_sources", "audio_features", "feedback", "predictions"):
             count = await session.scalar(sa.text(f"SELECT count(*) FROM {table}"))
             assert count == 0, table
@@ -361,8 +370,7 @@ async def test_model_registry(store: Store) -> None:
 # --- concurrency ----------------------------------------------------------------------------
 
 
-async def test_concurrent_writes_neither_duplicate_nor_lock(engine: AsyncEngine,
-                                                            store: Store) -> None:
+async def test_concurrent_writes_neither_duplicate_nor_lock(store: Store) -> None:
     rows = await asyncio.gather(*(store.record_analysis(track(i % 10), prediction())
                                   for i in range(50)))
     assert await store.count_predictions() == 10
@@ -371,7 +379,7 @@ async def test_concurrent_writes_neither_duplicate_nor_lock(engine: AsyncEngine,
         assert row.prediction is not None
         by_track.setdefault(row.track.id, set()).add(row.prediction.id)
     assert len(by_track) == 10 and all(len(ids) == 1 for ids in by_track.values())
-    async with make_sessionmaker(engine)() as session:
+    async with store.sessions() as session:
         sources = await session.scalar(sa.select(sa.func.count()).select_from(TrackSource))
         tracks = await session.scalar(sa.select(sa.func.count()).select_from(Track))
     assert (sources, tracks) == (10, 10)

@@ -66,18 +66,18 @@ def _predictions_table(*, new: bool) -> list[Any]:
     columns += [
         sa.Column("elapsed_ms", sa.Double(), nullable=False),
         sa.Column("created_at", UTC_DATETIME, nullable=False),
-        sa.CheckConstraint(QUADRANT_CHECK, name="ck_predictions_quadrant"),
+        sa.CheckConstraint(QUADRANT_CHECK, name=op.f("ck_predictions_quadrant")),
         sa.ForeignKeyConstraint(["track_id"], ["tracks.id"],
-                                name="fk_predictions_track_id_tracks", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name="pk_predictions"),
+                                name=op.f("fk_predictions_track_id_tracks"), ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_predictions")),
     ]
     if new:
         columns.append(sa.UniqueConstraint("track_id", "models_key",
-                                           name="uq_predictions_track_id_models_key"))
+                                           name=op.f("uq_predictions_track_id_models_key")))
     else:
         columns.append(sa.UniqueConstraint(
             "track_id", "cldnn_version", "ensemble_version",
-            name="uq_predictions_track_id_cldnn_version_ensemble_version"))
+            name=op.f("uq_predictions_track_id_cldnn_version_ensemble_version")))
     return columns
 
 
@@ -94,24 +94,40 @@ def _feedback_table(*, new: bool) -> list[Any]:
         sa.Column("track_id", sa.Integer(), nullable=False),
         sa.Column("quadrant", sa.String(length=2), nullable=False),
         sa.Column("created_at", UTC_DATETIME, nullable=False),
-        sa.CheckConstraint(QUADRANT_CHECK, name="ck_feedback_quadrant"),
+        sa.CheckConstraint(QUADRANT_CHECK, name=op.f("ck_feedback_quadrant")),
         sa.ForeignKeyConstraint(["track_id"], ["tracks.id"],
-                                name="fk_feedback_track_id_tracks", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name="pk_feedback"),
+                                name=op.f("fk_feedback_track_id_tracks"), ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_feedback")),
     ]
     if new:
         columns.append(sa.UniqueConstraint("frontend", "user_id", "track_id",
-                                           name="uq_feedback_frontend_user_id_track_id"))
+                                           name=op.f("uq_feedback_frontend_user_id_track_id")))
     return columns
 
 
 def _replace(name: str, columns: list[Any], old_name: str, rows: list[dict[str, Any]]) -> None:
-    """Create a table under a temporary name, fill it, and swap it in for ``old_name``."""
-    table = op.create_table(name, *columns)
+    """Replace the table ``old_name`` by one of ``columns`` holding ``rows`` (read before).
+
+    SQLite (no transactional DDL here): the new table is built and filled under the temporary
+    ``name`` beside the old one, then swapped in, so a failure leaves the old table whole.
+    PostgreSQL (transactional DDL): the old table is dropped first, because the names of
+    primary and unique keys (their indexes) are unique per schema, not per table; the
+    serial id's sequence then continues after the copied rows.
+    """
+    if op.get_bind().dialect.name == "sqlite":
+        table = op.create_table(name, *columns)
+        if rows:
+            op.bulk_insert(table, rows)
+        op.drop_table(old_name)
+        op.rename_table(table.name, old_name)
+        return
+    op.drop_table(old_name)
+    table = op.create_table(old_name, *columns)
     if rows:
         op.bulk_insert(table, rows)
-    op.drop_table(old_name)
-    op.rename_table(table.name, old_name)
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"SELECT setval(pg_get_serial_sequence('{old_name}', 'id'), "
+                   f"COALESCE(MAX(id), 0) + 1, false) FROM {old_name}")
 
 
 def _rows(table: str, json_columns: Sequence[str] = ()) -> list[dict[str, Any]]:
