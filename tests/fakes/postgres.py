@@ -50,11 +50,14 @@ class PostgresServer:
 
     def __init__(self, programs: Path) -> None:
         self.programs = programs
-        self.root = Path(tempfile.mkdtemp(prefix="mer-postgres-"))
+        self._as_postgres = os.geteuid() == 0
+        # The postgres user must reach the folder: under root, /tmp rather than a TMPDIR
+        # that may sit in root's own folders.
+        parent = "/tmp" if self._as_postgres and Path("/tmp").is_dir() else None
+        self.root = Path(tempfile.mkdtemp(prefix="mer-postgres-", dir=parent))
         self.data = self.root / "data"
         self.port = free_port()
         self._names = itertools.count()
-        self._as_postgres = os.geteuid() == 0
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
 
