@@ -29,6 +29,12 @@ from mer_models.moods import MOOD_NAMES, QUADRANTS
 from tests.fakes.interactions import GUILD_ID, FakeInteraction, Sent, invoke
 
 
+@pytest.fixture
+def service(backend_service: MoodService) -> MoodService:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return backend_service
+
+
 def _payload(payloads: list[dict[str, Any]], name: str) -> dict[str, Any]:
     mood = next(p for p in payloads if p["name"] == "mood")
     return next(o for o in mood["options"] if o["name"] == name)

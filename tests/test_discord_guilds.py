@@ -10,6 +10,12 @@ from bot.discord.guilds import GuildConfig, GuildSettings
 from bot.service import MoodService, ServiceError
 
 
+@pytest.fixture
+def service(backend_service: MoodService) -> MoodService:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return backend_service
+
+
 async def test_defaults_then_update_persists(service: MoodService, tmp_path: Path) -> None:
     settings = GuildSettings(service)
     assert await settings.get(1) == GuildConfig()

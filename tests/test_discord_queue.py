@@ -28,6 +28,12 @@ from tests.fakes.moodlib import open_service, service_on
 MANAGER = discord.Permissions(manage_guild=True)
 
 
+@pytest.fixture
+def service(backend_service: MoodService) -> MoodService:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return backend_service
+
+
 def _queue_cog(bot: MoodBot) -> Queue:
     """The loaded cog (an extension's module is loaded anew: compare class names)."""
     cog = bot.get_cog(QUEUE_COG)

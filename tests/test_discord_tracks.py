@@ -17,6 +17,12 @@ from tests.fakes.moodlib import SONGS, VERSIONS
 
 
 @pytest.fixture
+def service(backend_service: MoodService) -> MoodService:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return backend_service
+
+
+@pytest.fixture
 def tracks(service: MoodService) -> StoredTracks:
     return StoredTracks(service)
 

@@ -29,6 +29,13 @@ from bot.storage.models import Feedback
 from bot.storage.store import PredictionRecord, TrackRecord
 from tests.fakes.moodlib import VERSIONS, WEIGHTS
 
+
+@pytest.fixture
+def service(backend_service: MoodService) -> MoodService:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return backend_service
+
+
 #: Discord snowflakes and a guild id that must never appear in an export.
 ALICE, BOB, CAROL = "111111111111111111", "222222222222222222", "333333333333333333"
 GUILD = "999999999999999999"

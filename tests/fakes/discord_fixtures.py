@@ -13,7 +13,7 @@ import pytest
 from bot.discord.bot import MoodBot
 from bot.service import MoodService
 from tests.fakes.interactions import log_in
-from tests.fakes.moodlib import build_library, open_service
+from tests.fakes.moodlib import build_library, fill_library, open_service, service_on
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,21 @@ def library_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def service(library_db: Path, tmp_path: Path) -> AsyncIterator[MoodService]:
     """A service on a fresh copy of the library (no models loaded)."""
     async with open_service(library_db, tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def backend_service(request: pytest.FixtureRequest, library_db: Path,
+                          tmp_path: Path) -> AsyncIterator[MoodService]:
+    """:func:`service` on SQLite, then on a PostgreSQL database holding the same library
+    (``tests/fakes/postgres.py``); a module runs its tests on both by naming it ``service``."""
+    if request.param == "sqlite":
+        async with open_service(library_db, tmp_path) as opened:
+            yield opened
+        return
+    url = request.getfixturevalue("postgres_url")
+    fill_library(url)
+    async with service_on(url) as opened:
         yield opened
 
 

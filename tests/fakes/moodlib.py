@@ -9,7 +9,6 @@ an unknown song does, and nothing reaches the network.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import shutil
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any
 from bot.service import MoodService
 from bot.sources.errors import TrackNotFoundError
 from bot.storage.engine import create_engine, make_sessionmaker
-from bot.storage.migrate import upgrade
+from bot.storage.migrate import run_coroutine, upgrade
 from bot.storage.store import PredictionRecord, Store, TrackRecord
 
 VERSIONS = {"cldnn": "mood-4q-cldnn-test", "ensemble": "mood-4q-ensemble-test"}
@@ -81,7 +80,12 @@ def _records(song: Song) -> tuple[TrackRecord, PredictionRecord]:
 
 def build_library(path: Path) -> Path:
     """Create the database file at ``path`` with :data:`SONGS` (ids 1..8, in order)."""
-    url = f"sqlite+aiosqlite:///{path}"
+    fill_library(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+def fill_library(url: str) -> None:
+    """Migrate the (empty) database at ``url`` and store :data:`SONGS` (ids 1..8, in order)."""
     upgrade(url)
 
     async def fill() -> None:
@@ -93,8 +97,7 @@ def build_library(path: Path) -> Path:
         finally:
             await engine.dispose()
 
-    asyncio.run(fill())
-    return path
+    run_coroutine(fill())  # also from a running event loop (an async fixture)
 
 
 class StandInEngine:
@@ -125,9 +128,10 @@ def open_service(template: Path, folder: Path) -> MoodService:
     return service_on(path)
 
 
-def service_on(path: Path) -> MoodService:
-    """A service on the database file ``path`` as it is (a restarted bot's view of it)."""
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+def service_on(path: Path | str) -> MoodService:
+    """A service on the database file ``path``, or the database URL, as it is (a restarted
+    bot's view of it)."""
+    engine = create_engine(path if isinstance(path, str) else f"sqlite+aiosqlite:///{path}")
     service = MoodService(store=Store(make_sessionmaker(engine)),
                           resolver=OfflineResolver(),  # type: ignore[arg-type]
                           engine=StandInEngine())  # type: ignore[arg-type]
