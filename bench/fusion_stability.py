@@ -3,6 +3,7 @@
 Usage::
 
     nice -n 10 .venv/bin/python bench/fusion_stability.py [--skip-heads]
+    nice -n 10 .venv/bin/python bench/fusion_stability.py --pre-bottleneck
 
 Reads ``../shared/data`` (labels and artist-disjoint folds), the per-patch musicnn cache of
 ``python -m train musicnn`` (``.cache/musicnn``), the descriptor cache (``.cache/features``)
@@ -36,6 +37,15 @@ patches, probabilities averaged or geometric-averaged over the clip's windows); 
 (the embedding with the descriptors' mean and std over the windows, descriptor block scaled by
 0.5 after standardising). Each is scored alone and fused with the shipped run's CLDNN and
 ensemble (``bags=0`` and ``bags=50``).
+
+**Before the bottleneck** (``--pre-bottleneck``, only this table): the 200-value penultimate
+layer is a bottleneck trained for tags; the layer it reads (max and mean over time of the
+front end and the first two midend layers, 1,506 values per patch and network; the graph's
+``Reshape:0``) might hold more of the mood. Both networks are run again on every cached patch
+with that tensor as an extra output (the graph edited in memory; 7 minutes in two processes,
+cached in ``.cache/pre-bottleneck``), pooled over the shipped layout's 10 patches, and scored
+by the shipped head's procedure (:func:`train.musicnn_embed.cross_validate`), alone and fused
+with the shipped run's CLDNN and ensemble (bagged weights): 21 minutes on 2 cores in all.
 """
 
 from __future__ import annotations
@@ -191,9 +201,91 @@ def head_variants(patches: np.ndarray, descriptors: np.ndarray, labels: np.ndarr
     }
 
 
+PRE_BOTTLENECK = "Reshape:0"
+PRE_CACHE = MAIN / ".cache" / "pre-bottleneck"
+
+
+def _pre_bottleneck_shard(job: tuple[int, int]) -> Path:
+    """Pre-bottleneck features (n_clips, 15, 1506) per network of every n-th clip."""
+    import onnx
+    import onnxruntime as ort
+
+    from mer_models.audio import load_windows
+    from mer_models.config import AnalysisConfig
+    from mer_models.musicnn import musicnn_patches
+    from train.musicnn_embed import CACHE_PATCHES, CACHE_WINDOWS, WEIGHTS, read_splits
+
+    shard, shards = job
+    sessions = {}
+    for net in ("msd", "mtt"):
+        graph = onnx.load(WEIGHTS / f"musicnn-{net}-1.onnx")
+        graph.graph.output.append(onnx.helper.make_tensor_value_info(
+            PRE_BOTTLENECK, onnx.TensorProto.FLOAT, None))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        sessions[net] = ort.InferenceSession(graph.SerializeToString(), options,
+                                             providers=["CPUExecutionProvider"])
+    rows = read_splits(DATA)[shard::shards]
+    config = AnalysisConfig().with_windows(CACHE_WINDOWS)
+    values: dict[str, list[np.ndarray]] = {"msd": [], "mtt": []}
+    for row in rows:
+        patches = musicnn_patches(load_windows(row["path"], config).windows,
+                                  sample_rate=config.sample_rate,
+                                  patches_per_window=CACHE_PATCHES).patches.astype(np.float32)
+        for net, session in sessions.items():
+            name = session.get_inputs()[0].name
+            values[net].append(np.concatenate(
+                [session.run([PRE_BOTTLENECK], {name: patches[i:i + 3]})[0]
+                 for i in range(0, len(patches), 3)]).astype(np.float16))
+    path = PRE_CACHE / f"shard{shard}-of-{shards}.npz"
+    np.savez(path, song_ids=np.array([r["song_id"] for r in rows]),
+             msd=np.stack(values["msd"]), mtt=np.stack(values["mtt"]))
+    return path
+
+
+def pre_bottleneck(ids: list[str], labels: np.ndarray, folds: np.ndarray,
+                   penultimate: np.ndarray) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    PRE_CACHE.mkdir(parents=True, exist_ok=True)
+    paths = [PRE_CACHE / f"shard{s}-of-2.npz" for s in range(2)]
+    missing = [(s, 2) for s, path in enumerate(paths) if not path.is_file()]
+    if missing:
+        with ProcessPoolExecutor(len(missing)) as pool:
+            list(pool.map(_pre_bottleneck_shard, missing))
+    shards = [np.load(path) for path in paths]
+    order = {s: i for i, s in enumerate(np.concatenate([z["song_ids"] for z in shards]))}
+    rows = [order[s] for s in ids]
+    pooled = {net: np.concatenate([z[net] for z in shards]).astype(np.float32)[rows][:, SERVED]
+              for net in ("msd", "mtt")}
+    variants = {
+        "penultimate, mean and std (shipped)": penultimate,
+        "pre-bottleneck, mean": np.concatenate([pooled[n].mean(1) for n in pooled], 1),
+        "pre-bottleneck, mean and std": np.concatenate(
+            [np.concatenate([pooled[n].mean(1), pooled[n].std(1)], 1) for n in pooled], 1),
+        "penultimate mean and std + pre-bottleneck mean": np.concatenate(
+            [penultimate, *(pooled[n].mean(1) for n in pooled)], 1),
+    }
+    others = [np.load(RUN / "oof_cldnn.npy"), np.load(RUN / "oof_ensemble.npy")]
+    print("| features (MSD+MTT, 5 windows x 2 patches) | values | head macro-F1 | "
+          "head valence / arousal | fused (bagged) | fused valence / arousal |")
+    print("|---|---|---|---|---|---|")
+    for name, x in variants.items():
+        oof, _ = cross_validate(x.astype(np.float32), labels, folds, "logreg")
+        head = per_fold(labels, oof, folds)
+        fused = nested([*others, oof], labels, folds, CHOOSERS["bagged, 50 resamples (shipped)"])
+        print(f"| {name} | {x.shape[1]} | {head['macro_f1_mean']:.3f} ± "
+              f"{head['macro_f1_std']:.3f} | {head['valence_accuracy_mean']:.3f} / "
+              f"{head['arousal_accuracy_mean']:.3f} | {fused['macro_f1_mean']:.3f} | "
+              f"{fused['valence_accuracy_mean']:.3f} / {fused['arousal_accuracy_mean']:.3f} |",
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--skip-heads", action="store_true", help="only the weight choice")
+    parser.add_argument("--pre-bottleneck", action="store_true",
+                        help="only the features before musicnn's bottleneck")
     args = parser.parse_args()
     threadpool_limits(2)
     clips = load_4q(DATA)
@@ -203,6 +295,9 @@ def main() -> None:
     cache = np.load(max(CACHE_DIR.glob("4q-*.npz"), key=lambda p: p.stat().st_mtime))
     order = {s: i for i, s in enumerate(cache["song_ids"].tolist())}
     patches = np.concatenate([cache["msd"], cache["mtt"]], axis=2)[[order[s] for s in ids]]
+    if args.pre_bottleneck:
+        pre_bottleneck(ids, labels, folds, pooled(patches, np.tile(SERVED, (len(ids), 1))))
+        return
 
     shipped_x = pooled(patches, np.tile(SERVED, (len(ids), 1)))
     heads = {"r5": np.load(RUN / "oof_musicnn.npy"),
