@@ -9,8 +9,8 @@ Reads ``../shared/data`` (labels and artist-disjoint folds), the per-patch music
 ``python -m train musicnn`` (``.cache/musicnn``), the descriptor cache (``.cache/features``)
 and out-of-fold probabilities left by earlier training runs; runs that are missing are
 skipped. 25 minutes on 2 cores with other work running, nearly all of it the head variants
-(``--skip-heads`` prints the first table only). Figures and conclusions: docs/MODEL_REPORT.md,
-"Choosing the fusion weights".
+(``--skip-heads`` prints the first table only, in 2 minutes). Figures and conclusions:
+docs/MODEL_REPORT.md, "Choosing the fusion weights".
 
 **Weight choice.** The nested fused figure (each fold fused with the weights chosen on the
 other four, :func:`train.pipeline.nested_fusion`) is computed for every combination of
@@ -68,7 +68,12 @@ from mer_models.fusion import fuse  # noqa: E402
 from train.data import load_4q  # noqa: E402
 from train.metrics import per_fold  # noqa: E402
 from train.musicnn_embed import CACHE_DIR, cross_validate  # noqa: E402
-from train.pipeline import best_weights, macro_f1_rows, weight_grid  # noqa: E402
+from train.pipeline import (  # noqa: E402
+    best_weights,
+    grid_predictions,
+    macro_f1_rows,
+    weight_grid,
+)
 
 DATA = MAIN.parent / "shared" / "data"
 RUN = MAIN / "runs" / "r5"
@@ -88,8 +93,7 @@ Predict = Callable[[Any, np.ndarray], np.ndarray]
 def smoothed_best(probabilities: list[np.ndarray], labels: np.ndarray) -> np.ndarray:
     """The grid point whose score, averaged with its neighbours' (within 0.1), is highest."""
     grid = weight_grid(len(probabilities))
-    predictions = np.einsum("gm,mnc->gnc", grid, np.stack(probabilities)).argmax(2)
-    scores = macro_f1_rows(labels, predictions)
+    scores = macro_f1_rows(labels, grid_predictions(probabilities, grid))
     near = np.abs(grid[:, None, :] - grid[None, :, :]).max(2) <= 0.1 + 1e-9
     return grid[int(np.argmax((near * scores[None, :]).sum(1) / near.sum(1)))]
 
@@ -256,15 +260,15 @@ def pre_bottleneck(ids: list[str], labels: np.ndarray, folds: np.ndarray,
     shards = [np.load(path) for path in paths]
     order = {s: i for i, s in enumerate(np.concatenate([z["song_ids"] for z in shards]))}
     rows = [order[s] for s in ids]
-    pooled = {net: np.concatenate([z[net] for z in shards]).astype(np.float32)[rows][:, SERVED]
+    features = {net: np.concatenate([z[net] for z in shards]).astype(np.float32)[rows][:, SERVED]
               for net in ("msd", "mtt")}
     variants = {
         "penultimate, mean and std (shipped)": penultimate,
-        "pre-bottleneck, mean": np.concatenate([pooled[n].mean(1) for n in pooled], 1),
+        "pre-bottleneck, mean": np.concatenate([features[n].mean(1) for n in features], 1),
         "pre-bottleneck, mean and std": np.concatenate(
-            [np.concatenate([pooled[n].mean(1), pooled[n].std(1)], 1) for n in pooled], 1),
+            [np.concatenate([features[n].mean(1), features[n].std(1)], 1) for n in features], 1),
         "penultimate mean and std + pre-bottleneck mean": np.concatenate(
-            [penultimate, *(pooled[n].mean(1) for n in pooled)], 1),
+            [penultimate, *(features[n].mean(1) for n in features)], 1),
     }
     others = [np.load(RUN / "oof_cldnn.npy"), np.load(RUN / "oof_ensemble.npy")]
     print("| features (MSD+MTT, 5 windows x 2 patches) | values | head macro-F1 | "

@@ -14,12 +14,7 @@ import soundfile as sf
 from hypothesis import settings
 
 from mer_models.config import AnalysisConfig
-from tests.fakes.discord_fixtures import (  # noqa: F401  (fixtures)
-    backend_service,
-    bot,
-    library_db,
-    service,
-)
+from tests.fakes.discord_fixtures import bot, library_db, service  # noqa: F401  (fixtures)
 from tests.fakes.mpd import mpd_daemon, mpd_server  # noqa: F401  (fixtures: a real MPD)
 from tests.fakes.postgres import postgres_server, postgres_url  # noqa: F401  (a real PostgreSQL)
 from tests.synth import SR, chord, clicks, mood_clip

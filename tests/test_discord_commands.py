@@ -26,13 +26,10 @@ from bot.discord.errors import GENERIC
 from bot.service import MoodService
 from bot.storage.models import TrackEvent
 from mer_models.moods import MOOD_NAMES, QUADRANTS
+from tests.fakes.discord_fixtures import (  # noqa: F401  (SQLite and PostgreSQL)
+    service_on_both_backends,
+)
 from tests.fakes.interactions import GUILD_ID, FakeInteraction, Sent, invoke
-
-
-@pytest.fixture
-def service(backend_service: MoodService) -> MoodService:
-    """Every test here runs on SQLite and on PostgreSQL."""
-    return backend_service
 
 
 def _payload(payloads: list[dict[str, Any]], name: str) -> dict[str, Any]:

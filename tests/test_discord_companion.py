@@ -31,17 +31,13 @@ from bot.discord.companion import (
     music_link,
     parse_announcement,
 )
-from bot.service import MoodService, ServiceError
+from bot.service import ServiceError
 from bot.settings import DiscordSettings
 from bot.storage.models import TrackEvent
+from tests.fakes.discord_fixtures import (  # noqa: F401  (SQLite and PostgreSQL)
+    service_on_both_backends,
+)
 from tests.fakes.interactions import APPLICATION_ID, GUILD_ID, log_in
-
-
-@pytest.fixture
-def service(backend_service: MoodService) -> MoodService:
-    """Every test here runs on SQLite and on PostgreSQL."""
-    return backend_service
-
 
 MUSIC_BOT = 200_000_000_000_000_001
 PERSON = 200_000_000_000_000_002

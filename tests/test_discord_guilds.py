@@ -8,12 +8,9 @@ import pytest
 
 from bot.discord.guilds import GuildConfig, GuildSettings
 from bot.service import MoodService, ServiceError
-
-
-@pytest.fixture
-def service(backend_service: MoodService) -> MoodService:
-    """Every test here runs on SQLite and on PostgreSQL."""
-    return backend_service
+from tests.fakes.discord_fixtures import (  # noqa: F401  (SQLite and PostgreSQL)
+    service_on_both_backends,
+)
 
 
 async def test_defaults_then_update_persists(service: MoodService, tmp_path: Path) -> None:

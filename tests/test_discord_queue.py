@@ -22,16 +22,13 @@ from bot.discord.queue import AUTO_DJ, GuildPlayer, GuildQueues
 from bot.discord.voice import VoicePlayback
 from bot.service import MoodService, ServiceError
 from bot.service.player import Player
+from tests.fakes.discord_fixtures import (  # noqa: F401  (SQLite and PostgreSQL)
+    service_on_both_backends,
+)
 from tests.fakes.interactions import GUILD_ID, FakeInteraction, click, invoke
 from tests.fakes.moodlib import open_service, service_on
 
 MANAGER = discord.Permissions(manage_guild=True)
-
-
-@pytest.fixture
-def service(backend_service: MoodService) -> MoodService:
-    """Every test here runs on SQLite and on PostgreSQL."""
-    return backend_service
 
 
 def _queue_cog(bot: MoodBot) -> Queue:

@@ -13,13 +13,10 @@ from bot.service.playlists import shared_m3u8
 from bot.service.recommendations import Pick
 from bot.service.tracks import StoredTracks, parse_ref, track_ref
 from bot.storage.store import StoredMood
+from tests.fakes.discord_fixtures import (  # noqa: F401  (SQLite and PostgreSQL)
+    service_on_both_backends,
+)
 from tests.fakes.moodlib import SONGS, VERSIONS
-
-
-@pytest.fixture
-def service(backend_service: MoodService) -> MoodService:
-    """Every test here runs on SQLite and on PostgreSQL."""
-    return backend_service
 
 
 @pytest.fixture

@@ -27,14 +27,10 @@ from bot.sources.errors import NoPreviewError
 from bot.sources.models import Preview, TrackInfo
 from bot.storage.models import Feedback
 from bot.storage.store import PredictionRecord, TrackRecord
+from tests.fakes.discord_fixtures import (  # noqa: F401  (SQLite and PostgreSQL)
+    service_on_both_backends,
+)
 from tests.fakes.moodlib import VERSIONS, WEIGHTS
-
-
-@pytest.fixture
-def service(backend_service: MoodService) -> MoodService:
-    """Every test here runs on SQLite and on PostgreSQL."""
-    return backend_service
-
 
 #: Discord snowflakes and a guild id that must never appear in an export.
 ALICE, BOB, CAROL = "111111111111111111", "222222222222222222", "333333333333333333"

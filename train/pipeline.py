@@ -340,7 +340,7 @@ WEIGHT_STEP = 0.05
 #: weights are the mean of their picks. The single best point of the whole grid is a fragile
 #: choice: near-ties abound (a 0.0008 change in the head's probabilities moved one fold's
 #: weights and the nested figure by 0.009), and averaging the picks halves the spread of the
-#: nested figure over 50 combinations of model trainings (0.0055 -> 0.0028, same mean;
+#: nested figure over 50 combinations of model trainings (sd 0.0055 -> 0.0032, same mean;
 #: docs/MODEL_REPORT.md, "Choosing the fusion weights").
 FUSION_BAGS = 50
 
@@ -350,6 +350,14 @@ def weight_grid(n_models: int, step: float = WEIGHT_STEP) -> NDArray[np.float64]
     units = round(1 / step)
     grid = [c for c in itertools.product(range(units + 1), repeat=n_models) if sum(c) == units]
     return np.array(grid, dtype=np.float64) / units
+
+
+def grid_predictions(probabilities: list[NDArray[np.floating]], grid: NDArray[np.float64]
+                     ) -> NDArray[np.intp]:
+    """The fused class of every clip for every weight vector of ``grid``: shape (n_grid, n)."""
+    predictions: NDArray[np.intp] = np.einsum("gm,mnc->gnc", grid,
+                                              np.stack(probabilities)).argmax(2)
+    return predictions
 
 
 def macro_f1_rows(labels: NDArray[np.integer], predictions: NDArray[np.integer]
@@ -404,7 +412,7 @@ def best_weights(probabilities: list[NDArray[np.floating]], labels: NDArray[np.i
         Non-negative weights summing to 1.
     """
     grid = weight_grid(len(probabilities))
-    predictions = np.einsum("gm,mnc->gnc", grid, np.stack(probabilities)).argmax(2)
+    predictions = grid_predictions(probabilities, grid)
     if bags == 0:
         return grid[int(np.argmax(macro_f1_rows(labels, predictions)))]
     rng = np.random.default_rng(seed)

@@ -29,11 +29,12 @@ async def service(library_db: Path, tmp_path: Path) -> AsyncIterator[MoodService
         yield opened
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def backend_service(request: pytest.FixtureRequest, library_db: Path,
-                          tmp_path: Path) -> AsyncIterator[MoodService]:
+@pytest.fixture(name="service", params=["sqlite", "postgres"])
+async def service_on_both_backends(request: pytest.FixtureRequest, library_db: Path,
+                                   tmp_path: Path) -> AsyncIterator[MoodService]:
     """:func:`service` on SQLite, then on a PostgreSQL database holding the same library
-    (``tests/fakes/postgres.py``); a module runs its tests on both by naming it ``service``."""
+    (``tests/fakes/postgres.py``). A module imports it to run its tests on both: it replaces
+    ``service`` there (and so ``bot``, which uses it)."""
     if request.param == "sqlite":
         async with open_service(library_db, tmp_path) as opened:
             yield opened
