@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -158,6 +159,56 @@ def test_scan_summary(tiny_models_dir: Path, mood_files: dict[str, Path],
     assert [line.split()[1] for line in lines[3:7]] == ["happy", "tense", "sad", "calm"]
     again = runner.invoke(app, ["scan", str(library)])
     assert "0 classified, 2 unchanged, 1 failed" in again.stdout
+
+
+def test_db_prune_deletes_the_moods_of_models_no_longer_served(
+        tiny_models_dir: Path, mood_files: dict[str, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mer_models.card import ModelCard
+
+    library = tmp_path / "library"
+    library.mkdir()
+    for q in ("Q1", "Q3"):
+        (library / f"{q}.wav").write_bytes(mood_files[q].read_bytes())
+    reweighted = tmp_path / "reweighted"
+    shutil.copytree(tiny_models_dir, reweighted)
+    for path in reweighted.glob("*.json"):
+        card = ModelCard.load(path)
+        card.fusion_weight = 0.9 if card.kind == "cldnn" else 0.1
+        card.save(path)
+    for models in (tiny_models_dir, reweighted):  # new weights: the library again
+        monkeypatch.setenv("MER_MODELS_DIR", str(models))
+        get_settings.cache_clear()
+        assert runner.invoke(app, ["scan", str(library)]).exit_code == 0
+    dry = runner.invoke(app, ["db", "prune", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    lines = dry.stdout.splitlines()
+    assert lines[0].endswith(": 2 model sets with stored moods")
+    assert lines[1].split()[:2] == ["live", "2"] and "*0.9" in lines[1]
+    assert lines[2].split()[:2] == ["old", "2"] and "*0.9" not in lines[2]
+    assert lines[3] == "would delete 2 predictions of 1 older model set (run without --dry-run)"
+    pruned = runner.invoke(app, ["db", "prune"])
+    assert pruned.exit_code == 0, pruned.output
+    assert pruned.stdout.splitlines()[2].split()[:2] == ["deleted", "2"]
+    assert pruned.stdout.splitlines()[-1] == "deleted 2 predictions of 1 older model set"
+    again = runner.invoke(app, ["db", "prune"])
+    assert again.stdout.splitlines()[-1] == (
+        "nothing to prune: every stored mood is the live models'")
+    assert "0 classified, 2 unchanged" in runner.invoke(app, ["scan", str(library)]).stdout
+    monkeypatch.setenv("MER_MODELS_DIR", str(tiny_models_dir))  # the old weights come back
+    get_settings.cache_clear()
+    assert "2 classified, 0 unchanged" in runner.invoke(app, ["scan", str(library)]).stdout
+
+
+def test_db_prune_reports_a_database_it_cannot_open(monkeypatch: pytest.MonkeyPatch,
+                                                    tiny_models_dir: Path) -> None:
+    monkeypatch.setenv("MER_MODELS_DIR", str(tiny_models_dir))
+    monkeypatch.setenv("MER_DATABASE_URL", "postgresql://u:hunter2@127.0.0.1:1/mood")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["db", "prune"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: database ") and result.stderr.count("\n") == 1
+    assert "hunter2" not in result.output and "Traceback" not in result.output
 
 
 def test_models_table_fits_80_columns(tiny_models_dir: Path) -> None:

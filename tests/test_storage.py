@@ -33,7 +33,15 @@ from bot.storage.migrate import (
     upgrade,
     upgrade_async,
 )
-from bot.storage.models import Base, Track, TrackEvent, TrackSource, models_key
+from bot.storage.models import (
+    AudioFeatures,
+    Base,
+    Feedback,
+    Track,
+    TrackEvent,
+    TrackSource,
+    models_key,
+)
 from bot.storage.store import (
     FeatureRecord,
     PredictionRecord,
@@ -249,6 +257,29 @@ async def test_record_analysis_reuses_tracks_and_is_idempotent(store: Store) -> 
     assert newer.prediction is not None and newer.prediction.id != first.prediction.id
     assert await store.count_predictions() == 2
     assert normalize_isrc("not an isrc") is None
+
+
+async def test_prune_keeps_only_the_live_models_predictions(store: Store) -> None:
+    newer_models = {"cldnn": "mood-4q-cldnn-2", "ensemble": "mood-4q-ensemble-1"}
+    newer = models_key(newer_models, WEIGHTS)
+    first = await store.record_analysis(
+        track(1), prediction(), [FeatureRecord("descriptors", "1", {"tempo": 90.0})])
+    await store.record_analysis(track(2), prediction())
+    await store.record_analysis(track(1), prediction(newer_models))
+    await store.set_feedback("cli", "me", first.track.id, "Q3")
+    assert await store.prediction_keys() == [(newer, 1), (KEY, 2)]  # newest first
+    with pytest.raises(InvalidRecordError, match="empty"):
+        await store.prune_predictions(" ")
+    assert await store.prune_predictions(newer) == 2
+    assert await store.prediction_keys() == [(newer, 1)]
+    assert [m.track_id for m in await store.moods(newer)] == [first.track.id]
+    assert await store.moods(KEY) == []
+    kept = await store.find_analysis("deezer", "1002", KEY)
+    assert kept is not None and kept.prediction is None  # the track stays, unclassified
+    async with store.sessions() as session:
+        for table in (AudioFeatures, Feedback):
+            assert await session.scalar(sa.select(sa.func.count()).select_from(table)) == 1
+    assert await store.prune_predictions(newer) == 0
 
 
 async def test_bad_records_are_refused(store: Store) -> None:

@@ -57,3 +57,50 @@ def db_current() -> None:
         typer.echo(f"{shown_url(config)}: {revision(config)}")
     except ServiceError as exc:
         raise fail(str(exc)) from exc
+
+
+@db_app.command("prune")
+def db_prune(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would go; delete "
+                                                            "nothing.")] = False,
+) -> None:
+    """Delete the stored moods of models that are no longer served.
+
+    Each model set (versions and fusion weights) keeps its own predictions; after new models
+    or weights, the old ones are never served again. Tracks, sources, features, feedback and
+    history stay; should the old models come back, tracks are classified again on request.
+    """
+    import asyncio
+
+    from bot.service import ServiceError
+    from bot.service.database import shown_url
+    from bot.storage.errors import StorageError
+
+    config = common.settings()
+
+    async def run() -> tuple[str, list[tuple[str, int]], int]:
+        async with common.service(config, workers=1) as service:
+            live = service.models_key
+            keys = await service.store.prediction_keys()
+            deleted = 0 if dry_run else await service.store.prune_predictions(live)
+            return live, keys, deleted
+
+    try:
+        live, keys, deleted = asyncio.run(run())
+    except (ServiceError, StorageError) as exc:
+        raise fail(str(exc)) from exc
+    stale = [(key, count) for key, count in keys if key != live]
+    typer.echo(f"{shown_url(config)}: {len(keys)} model set{'s' * (len(keys) != 1)} "
+               "with stored moods")
+    for key, count in keys:
+        mark = "live" if key == live else ("old" if dry_run else "deleted")
+        typer.echo(f"  {mark:7} {count:6} {key}")
+    total = sum(count for _, count in stale)
+    if not stale:
+        typer.echo("nothing to prune: every stored mood is the live models'")
+    elif dry_run:
+        typer.echo(f"would delete {total} prediction{'s' * (total != 1)} of {len(stale)} "
+                   f"older model set{'s' * (len(stale) != 1)} (run without --dry-run)")
+    else:
+        typer.echo(f"deleted {deleted} prediction{'s' * (deleted != 1)} of {len(stale)} "
+                   f"older model set{'s' * (len(stale) != 1)}")

@@ -392,6 +392,41 @@ class Store:
         async with self.sessions() as session:
             return await session.scalar(select(func.count()).select_from(Prediction)) or 0
 
+    async def prediction_keys(self) -> list[tuple[str, int]]:
+        """Each model set's :func:`~bot.storage.models.models_key` with its number of stored
+        predictions, the most recently used first."""
+        query = (select(Prediction.models_key, func.count())
+                 .group_by(Prediction.models_key)
+                 .order_by(func.max(Prediction.created_at).desc(), Prediction.models_key))
+        async with self.sessions() as session:
+            return [(key, count) for key, count in (await session.execute(query)).all()]
+
+    async def prune_predictions(self, keep: str) -> int:
+        """Delete the predictions of every model set but ``keep``, in one transaction.
+
+        Older model versions or fusion weights leave their predictions behind: they are never
+        served again unless those models come back (a rollback then classifies the tracks
+        anew). Tracks, sources, features, feedback and history are kept.
+
+        Returns
+        -------
+        int
+            Number of predictions deleted.
+
+        Raises
+        ------
+        InvalidRecordError
+            ``keep`` is empty (that would delete every prediction).
+        StorageError
+            The database refused the write; nothing was deleted.
+        """
+        if not keep.strip():
+            raise InvalidRecordError("the model set to keep is empty")
+        async with self.transaction("pruning predictions") as session:
+            result = await session.execute(
+                delete(Prediction).where(Prediction.models_key != keep))
+        return int(getattr(result, "rowcount", 0) or 0)
+
     # --- listening history -------------------------------------------------------------------
 
     async def record_track_events(self, scope: str, kind: str, track_ids: Sequence[int], *,
