@@ -54,7 +54,7 @@ import argparse
 import itertools
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -209,8 +209,10 @@ PRE_BOTTLENECK = "Reshape:0"
 PRE_CACHE = MAIN / ".cache" / "pre-bottleneck"
 
 
-def _pre_bottleneck_shard(job: tuple[int, int]) -> Path:
-    """Pre-bottleneck features (n_clips, 15, 1506) per network of every n-th clip."""
+def musicnn_tensors(tensors: Sequence[str], shard: int, shards: int
+                    ) -> Iterator[tuple[dict[str, Any], dict[str, list[np.ndarray]]]]:
+    """Every ``shards``-th clip of the splits from ``shard`` on, with the named tensors of
+    both networks' graphs (edited in memory to output them) over its 15 cached patches."""
     import onnx
     import onnxruntime as ort
 
@@ -219,49 +221,70 @@ def _pre_bottleneck_shard(job: tuple[int, int]) -> Path:
     from mer_models.musicnn import musicnn_patches
     from train.musicnn_embed import CACHE_PATCHES, CACHE_WINDOWS, WEIGHTS, read_splits
 
-    shard, shards = job
     sessions = {}
     for net in ("msd", "mtt"):
         graph = onnx.load(WEIGHTS / f"musicnn-{net}-1.onnx")
-        graph.graph.output.append(onnx.helper.make_tensor_value_info(
-            PRE_BOTTLENECK, onnx.TensorProto.FLOAT, None))
+        for name in tensors:
+            graph.graph.output.append(onnx.helper.make_tensor_value_info(
+                name, onnx.TensorProto.FLOAT, None))
         options = ort.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = 1
         sessions[net] = ort.InferenceSession(graph.SerializeToString(), options,
                                              providers=["CPUExecutionProvider"])
-    rows = read_splits(DATA)[shard::shards]
     config = AnalysisConfig().with_windows(CACHE_WINDOWS)
-    values: dict[str, list[np.ndarray]] = {"msd": [], "mtt": []}
-    for row in rows:
+    for row in read_splits(DATA)[shard::shards]:
         patches = musicnn_patches(load_windows(row["path"], config).windows,
                                   sample_rate=config.sample_rate,
                                   patches_per_window=CACHE_PATCHES).patches.astype(np.float32)
+        values = {}
         for net, session in sessions.items():
             name = session.get_inputs()[0].name
-            values[net].append(np.concatenate(
-                [session.run([PRE_BOTTLENECK], {name: patches[i:i + 3]})[0]
-                 for i in range(0, len(patches), 3)]).astype(np.float16))
-    path = PRE_CACHE / f"shard{shard}-of-{shards}.npz"
-    np.savez(path, song_ids=np.array([r["song_id"] for r in rows]),
-             msd=np.stack(values["msd"]), mtt=np.stack(values["mtt"]))
+            parts = [session.run(list(tensors), {name: patches[i:i + 3]})
+                     for i in range(0, len(patches), 3)]
+            values[net] = [np.concatenate([p[j] for p in parts]) for j in range(len(tensors))]
+        yield row, values
+
+
+def _pre_bottleneck_shard(job: tuple[int, int]) -> Path:
+    """Pre-bottleneck features (n_clips, 15, 1506) per network of every n-th clip."""
+    ids: list[str] = []
+    values: dict[str, list[np.ndarray]] = {"msd": [], "mtt": []}
+    for row, tensors in musicnn_tensors([PRE_BOTTLENECK], *job):
+        ids.append(row["song_id"])
+        for net in values:
+            values[net].append(tensors[net][0].astype(np.float16))
+    path = PRE_CACHE / f"shard{job[0]}-of-{job[1]}.npz"
+    np.savez(path, song_ids=np.array(ids), msd=np.stack(values["msd"]),
+             mtt=np.stack(values["mtt"]))
     return path
+
+
+def sharded_cache(folder: Path, make_shard: Callable[[tuple[int, int]], Path],
+                  ids: list[str]) -> Callable[[str], np.ndarray]:
+    """A per-clip cache in two shards, computed in two processes where missing.
+
+    ``make_shard((s, 2))`` writes ``folder/shard{s}-of-2.npz`` (every other clip of the
+    splits, their ``song_ids`` and one array per key). Returns the reader of one key, its rows
+    in the order of ``ids``.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"shard{s}-of-2.npz" for s in range(2)]
+    missing = [(s, 2) for s, path in enumerate(paths) if not path.is_file()]
+    if missing:
+        with ProcessPoolExecutor(len(missing)) as pool:
+            list(pool.map(make_shard, missing))
+    shards = [np.load(path) for path in paths]
+    order = {s: i for i, s in enumerate(np.concatenate([z["song_ids"] for z in shards]))}
+    rows = [order[s] for s in ids]
+    return lambda key: np.concatenate([z[key] for z in shards])[rows]
 
 
 def pre_bottleneck(ids: list[str], labels: np.ndarray, folds: np.ndarray,
                    penultimate: np.ndarray) -> None:
-    from concurrent.futures import ProcessPoolExecutor
-
-    PRE_CACHE.mkdir(parents=True, exist_ok=True)
-    paths = [PRE_CACHE / f"shard{s}-of-2.npz" for s in range(2)]
-    missing = [(s, 2) for s, path in enumerate(paths) if not path.is_file()]
-    if missing:
-        with ProcessPoolExecutor(len(missing)) as pool:
-            list(pool.map(_pre_bottleneck_shard, missing))
-    shards = [np.load(path) for path in paths]
-    order = {s: i for i, s in enumerate(np.concatenate([z["song_ids"] for z in shards]))}
-    rows = [order[s] for s in ids]
-    features = {net: np.concatenate([z[net] for z in shards]).astype(np.float32)[rows][:, SERVED]
-              for net in ("msd", "mtt")}
+    read = sharded_cache(PRE_CACHE, _pre_bottleneck_shard, ids)
+    features = {net: read(net).astype(np.float32)[:, SERVED] for net in ("msd", "mtt")}
     variants = {
         "penultimate, mean and std (shipped)": penultimate,
         "pre-bottleneck, mean": np.concatenate([features[n].mean(1) for n in features], 1),
