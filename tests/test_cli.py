@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from bot.settings import get_settings
+from tests.tiny_models import reweighted_copy
 
 runner = CliRunner()
 JSON_KEYS = {"input", "mood", "quadrant", "probabilities", "valence", "arousal", "confidence",
@@ -164,18 +164,11 @@ def test_scan_summary(tiny_models_dir: Path, mood_files: dict[str, Path],
 def test_db_prune_deletes_the_moods_of_models_no_longer_served(
         tiny_models_dir: Path, mood_files: dict[str, Path], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from mer_models.card import ModelCard
-
     library = tmp_path / "library"
     library.mkdir()
     for q in ("Q1", "Q3"):
         (library / f"{q}.wav").write_bytes(mood_files[q].read_bytes())
-    reweighted = tmp_path / "reweighted"
-    shutil.copytree(tiny_models_dir, reweighted)
-    for path in reweighted.glob("*.json"):
-        card = ModelCard.load(path)
-        card.fusion_weight = 0.9 if card.kind == "cldnn" else 0.1
-        card.save(path)
+    reweighted = reweighted_copy(tiny_models_dir, tmp_path / "reweighted")
     for models in (tiny_models_dir, reweighted):  # new weights: the library again
         monkeypatch.setenv("MER_MODELS_DIR", str(models))
         get_settings.cache_clear()

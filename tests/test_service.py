@@ -22,6 +22,7 @@ from mer_models.engine import MoodEngine
 from tests.fakes.audio import tone_mp3
 from tests.fakes.servers import CATALOGUE, FakeDeezer
 from tests.synth import SR, mood_clip
+from tests.tiny_models import reweighted_copy
 
 
 def _settings(tmp: Path, models: Path, *, workers: int = 1, auto_upgrade: bool = False,
@@ -120,17 +121,10 @@ async def test_scan_is_incremental(settings: Settings, library: Path) -> None:
 async def test_new_fusion_weights_classify_again(settings: Settings, library: Path,
                                                  tiny_models_dir: Path, tmp_path: Path) -> None:
     """Same models, other fusion weights: other moods, so the stored ones are not reused."""
-    from mer_models.card import ModelCard
-
     async with await MoodService.create(settings, allow_local_files=True) as service:
         assert (await service.scan(library)).classified == 10
         old_key = service.models_key
-    reweighted = tmp_path / "reweighted"
-    shutil.copytree(tiny_models_dir, reweighted)
-    for path in reweighted.glob("*.json"):
-        card = ModelCard.load(path)
-        card.fusion_weight = 0.9 if card.kind == "cldnn" else 0.1
-        card.save(path)
+    reweighted = reweighted_copy(tiny_models_dir, tmp_path / "reweighted")
     moved = settings.model_copy(update={"engine": settings.engine.model_copy(
         update={"models_dir": reweighted})})
     async with await MoodService.create(moved, allow_local_files=True) as service:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mer_models.card import TrainingData
+from mer_models.card import ModelCard, TrainingData
 from mer_models.config import AnalysisConfig
 from mer_models.features import clip_descriptors, extract_features
 from tests.synth import mood_clip
@@ -61,3 +62,13 @@ def build_tiny_models(directory: Path, config: AnalysisConfig | None = None) -> 
     save_ensemble(ensemble, directory, version="test", analysis=config, training=_SYNTH,
                   metrics={}, fusion_weight=0.5)
     return directory
+
+
+def reweighted_copy(models: Path, destination: Path) -> Path:
+    """A copy of a models folder with other fusion weights (CLDNN 0.9, the others 0.1)."""
+    shutil.copytree(models, destination)
+    for path in destination.glob("*.json"):
+        card = ModelCard.load(path)
+        card.fusion_weight = 0.9 if card.kind == "cldnn" else 0.1
+        card.save(path)
+    return destination
