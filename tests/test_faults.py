@@ -446,6 +446,7 @@ async def test_every_other_write_says_a_lock_in_one_line_and_stores_nothing(
             "live models": lambda: store.keep_live([]),
             "retraining job": lambda: store.start_job("tester"),
             "retraining jobs": lambda: store.fail_unfinished_jobs("stopped"),
+            "pruning predictions": lambda: store.prune_predictions("cldnn=other*1"),
         }
         for what, write in writes.items():
             lock = WriteLock(tmp_path / "mood.db")
@@ -458,7 +459,7 @@ async def test_every_other_write_says_a_lock_in_one_line_and_stores_nothing(
                 f"{what}: the database refused the write (database is locked: another "
                 "program held its write lock past the busy timeout); nothing was stored")
         assert await _rows(store, Feedback) == 0 and await _rows(store, TrackEvent) == 0
-        assert await _rows(store, RetrainJob) == 0
+        assert await _rows(store, RetrainJob) == 0 and await _rows(store, Prediction) == 1
         # Once the lock is gone the same write goes through.
         await store.set_feedback("cli", "me", track_id, "Q2")
         assert await _rows(store, Feedback) == 1

@@ -74,20 +74,18 @@ def db_prune(
 
     from bot.service import ServiceError
     from bot.service.database import shown_url
-    from bot.storage.errors import StorageError
 
     config = common.settings()
 
     async def run() -> tuple[str, list[tuple[str, int]], int]:
         async with common.service(config, workers=1) as service:
-            live = service.models_key
-            keys = await service.store.prediction_keys()
-            deleted = 0 if dry_run else await service.store.prune_predictions(live)
-            return live, keys, deleted
+            keys = await service.stored_model_sets()
+            deleted = 0 if dry_run else await service.prune_predictions()
+            return service.models_key, keys, deleted
 
     try:
         live, keys, deleted = asyncio.run(run())
-    except (ServiceError, StorageError) as exc:
+    except ServiceError as exc:
         raise fail(str(exc)) from exc
     stale = [(key, count) for key, count in keys if key != live]
     typer.echo(f"{shown_url(config)}: {len(keys)} model set{'s' * (len(keys) != 1)} "

@@ -221,6 +221,27 @@ class MoodService:
         weights): the stored predictions they made carry it."""
         return models_key(self.engine.versions, self.engine.weights)
 
+    async def stored_model_sets(self) -> list[tuple[str, int]]:
+        """Every model set with stored moods: its key and number of predictions, the most
+        recently used first (the live set is :attr:`models_key`)."""
+        return await self.store.prediction_keys()
+
+    async def prune_predictions(self) -> int:
+        """Delete the stored moods of every model set but the live one; their number.
+
+        Tracks, sources, features, feedback and history stay; should older models come back,
+        their tracks are classified again on request.
+
+        Raises
+        ------
+        ServiceError
+            The database refused the write; nothing was deleted.
+        """
+        try:
+            return await self.store.prune_predictions(self.models_key)
+        except StorageError as exc:
+            raise ServiceError(str(exc)) from exc
+
     @functools.cached_property
     def recommendations(self) -> Recommendations:
         """Suggestions and journeys over the stored library."""
