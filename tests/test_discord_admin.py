@@ -33,7 +33,8 @@ OWNER = 1
 MANAGER = 2
 MANAGE = discord.Permissions(manage_guild=True)
 SUGGEST, COMPANION = 888, 999
-SUBCOMMANDS = ["retrain", "rollback", "status", "reload", "settings", "feedback-export"]
+SUBCOMMANDS = ["retrain", "rollback", "status", "reload", "prune", "settings",
+               "feedback-export"]
 
 
 @pytest.fixture
@@ -172,8 +173,8 @@ async def test_an_administrator_passes_the_runtime_check(admin_bot: MoodBot) -> 
     assert _only_reply(interaction).embed.title == "This server's settings"
 
 
-@pytest.mark.parametrize("sub", ["retrain", "rollback"])
-async def test_retrain_and_rollback_are_for_the_owner_only(admin_bot: MoodBot,
+@pytest.mark.parametrize("sub", ["retrain", "rollback", "prune"])
+async def test_retrain_rollback_and_prune_are_for_the_owner_only(admin_bot: MoodBot,
                                                            sub: str) -> None:
     interaction = _slash(admin_bot, sub, user_id=MANAGER)
     await invoke(admin_bot.tree, interaction)
@@ -254,6 +255,22 @@ async def test_rollback_serves_the_previous_set(admin_bot: MoodBot, base: Path) 
     assert reply.content == (f"↩️ Rolled back: set **{BASE_SET}** is live, serving "
                              "`mood-4q-cldnn-test`, `mood-4q-ensemble-test`.")
     assert admin_bot.service.versions["cldnn"] == "mood-4q-cldnn-test"
+
+
+async def test_prune_deletes_the_moods_of_older_models(admin_bot: MoodBot) -> None:
+    service = admin_bot.service
+    before = await service.stored_model_sets()
+    # The library was classified by other models than the ones the fixture serves.
+    assert [count for key, count in before if key != service.models_key] == [8]
+    interaction = _slash(admin_bot, "prune")
+    await invoke(admin_bot.tree, interaction)
+    reply = _only_reply(interaction)
+    assert reply.ephemeral and reply.content is not None
+    assert reply.content.startswith("🧹 Deleted 8 stored moods of 1 older model set;")
+    assert await service.stored_model_sets() == []
+    again = _slash(admin_bot, "prune")
+    await invoke(admin_bot.tree, again)
+    assert _text(again) == "Nothing to prune: every stored mood is the live models'."
 
 
 async def test_status_shows_the_live_models_their_figures_and_jobs(admin_bot: MoodBot,

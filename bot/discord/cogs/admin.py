@@ -1,11 +1,12 @@
-"""The ``/mood-admin`` group: the models (retrain, rollback, status, reload), a server's
-settings, and users' answers as training labels (``feedback-export``).
+"""The ``/mood-admin`` group: the models (retrain, rollback, status, reload, prune), a
+server's settings, and users' answers as training labels (``feedback-export``).
 
 Only members who may manage the server see the group (``default_member_permissions``), and
 since a server can override that default, every command also checks at run time that the
 member has Manage Server in the channel. ``retrain`` and ``rollback`` change the models every
-server hears, so they are for the bot's owner alone, as is ``feedback-export``, whose CSV
-holds the answers given in every server (counts only, no user ids). The work is the service's
+server hears and ``prune`` deletes moods stored for every server, so they are for the bot's
+owner alone, as is ``feedback-export``, whose CSV holds the answers given in every server
+(counts only, no user ids). The work is the service's
 (:class:`~bot.service.models_admin.ModelAdmin` through :class:`~bot.service.MoodService`);
 this cog parses, checks and renders.
 """
@@ -191,6 +192,26 @@ class Admin(commands.GroupCog, group_name="mood-admin",
         await interaction.followup.send(f"🔄 Reloaded: serving {_versions(versions)}.",
                                         ephemeral=True)
 
+    @app_commands.command(name="prune")
+    @owner_only()
+    async def prune(self, interaction: Interaction) -> None:
+        """Delete the stored moods of models no longer served (they are never shown again)."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        service = self.bot.service
+        stale = [count for key, count in await service.stored_model_sets()
+                 if key != service.models_key]
+        if not stale:
+            await interaction.followup.send(
+                "Nothing to prune: every stored mood is the live models'.", ephemeral=True)
+            return
+        deleted = await service.prune_predictions()
+        logger.info("%s pruned %d stored moods of %d older model sets", _where(interaction),
+                    deleted, len(stale))
+        await interaction.followup.send(
+            f"🧹 Deleted {_plural(deleted, 'stored mood')} of "
+            f"{_plural(len(stale), 'older model set')}; tracks, answers and history stay, and "
+            "older models coming back would classify the tracks again.", ephemeral=True)
+
     # --- this server ----------------------------------------------------------------------
 
     @app_commands.command(name="settings")
@@ -360,6 +381,10 @@ def _cannot_post(interaction: Interaction, channels: list[discord.TextChannel]) 
         return None
     blocked = [c.mention for c in channels if not c.permissions_for(me).send_messages]
     return f"Note: I cannot send messages in {', '.join(blocked)} yet." if blocked else None
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
 
 
 def _versions(versions: dict[str, str]) -> str:
