@@ -47,20 +47,11 @@ MAIN = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(MAIN))
 sys.path.insert(0, str(MAIN / "bench"))
 
-from fusion_stability import (  # noqa: E402
-    CHOOSERS,
-    RUN,
-    SERVED,
-    musicnn_tensors,
-    nested,
-    sharded_cache,
-)
+import fusion_stability as stability  # noqa: E402
 
-from train.data import load_4q  # noqa: E402
-from train.metrics import per_fold  # noqa: E402
-
-DATA = MAIN.parent / "shared" / "data"
 CACHE = MAIN / ".cache" / "midend"
+SERVED = stability.SERVED
+BAGGED = stability.CHOOSERS["bagged, 50 resamples (shipped)"]
 NETWORKS = ("msd", "mtt")
 #: Graph tensors cached: first midend layer's output, the front end, the pre-bottleneck layer.
 TENSORS = ("batchnorm_6/add_1:0", "concat:0", "Reshape:0")
@@ -71,7 +62,7 @@ def _cache_shard(job: tuple[int, int]) -> Path:
     ids: list[str] = []
     out: dict[str, list[np.ndarray]] = {f"{n}_{k}": [] for n in NETWORKS
                                         for k in ("a", "xp", "pre")}
-    for row, tensors in musicnn_tensors(TENSORS, *job):
+    for row, tensors in stability.musicnn_tensors(TENSORS, *job):
         ids.append(row["song_id"])
         for net, (first, front, pre) in tensors.items():
             out[f"{net}_a"].append(first.astype(np.float16))
@@ -85,7 +76,7 @@ def _cache_shard(job: tuple[int, int]) -> Path:
 
 def load_cache(ids: list[str]) -> dict[str, np.ndarray]:
     """``a`` (n, 2, 15, 64, 187) float16, ``xp`` (n, 2, 15, 2, 561), ``pre`` (n, 2, 15, 1506)."""
-    read = sharded_cache(CACHE, _cache_shard, ids)
+    read = stability.sharded_cache(CACHE, _cache_shard, ids)
     return {k: np.stack([read(f"{n}_{k}") for n in NETWORKS], 1) for k in ("a", "xp", "pre")}
 
 
@@ -240,7 +231,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     started = time.monotonic()
-    clips = load_4q(DATA)
+    clips = stability.load_4q(stability.DATA)
     labels = np.array([int(c.quadrant[1]) - 1 for c in clips])
     folds = np.array([c.fold for c in clips])
     fit = build(args.layers, load_cache([c.song_id for c in clips]), labels, folds)
@@ -258,14 +249,14 @@ def main() -> None:
                   for p in (outer[0], outer[-1])]
         print(f"| {k} | {' / '.join(f'{c:.3f}' for c in curve[::5])} | {best} | "
               f"{scores[0]:.3f} | {scores[1]:.3f} |", flush=True)
-    others = [np.load(RUN / "oof_cldnn.npy"), np.load(RUN / "oof_ensemble.npy")]
+    others = [np.load(stability.RUN / f"oof_{kind}.npy") for kind in ("cldnn", "ensemble")]
     print(f"\n{args.layers}, lr {args.lr:g}, L2-SP {args.lam:g}, up to {args.epochs} epochs "
           f"({time.monotonic() - started:.0f} s):\n")
     print("| head | macro-F1 | valence / arousal | fused with the shipped CLDNN and ensemble "
           "(bagged) | fused valence / arousal |\n|---|---|---|---|---|")
     for name, oof in (("frozen (epoch 0)", frozen), ("fine-tuned", tuned)):
-        head = per_fold(labels, oof, folds)
-        fused = nested([*others, oof], labels, folds, CHOOSERS["bagged, 50 resamples (shipped)"])
+        head = stability.per_fold(labels, oof, folds)
+        fused = stability.nested([*others, oof], labels, folds, BAGGED)
         print(f"| {name} | {head['macro_f1_mean']:.3f} ± {head['macro_f1_std']:.3f} | "
               f"{head['valence_accuracy_mean']:.3f} / {head['arousal_accuracy_mean']:.3f} | "
               f"{fused['macro_f1_mean']:.3f} | {fused['valence_accuracy_mean']:.3f} / "
