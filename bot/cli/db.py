@@ -87,18 +87,20 @@ def db_prune(
         live, keys, deleted = asyncio.run(run())
     except ServiceError as exc:
         raise fail(str(exc)) from exc
-    stale = [(key, count) for key, count in keys if key != live]
-    typer.echo(f"{shown_url(config)}: {len(keys)} model set{'s' * (len(keys) != 1)} "
-               "with stored moods")
+    stale = [count for key, count in keys if key != live]
+    typer.echo(f"{shown_url(config)}: {_plural(len(keys), 'model set')} with stored moods")
     for key, count in keys:
         mark = "live" if key == live else ("old" if dry_run else "deleted")
         typer.echo(f"  {mark:7} {count:6} {key}")
-    total = sum(count for _, count in stale)
+    older = _plural(len(stale), "older model set")
     if not stale:
         typer.echo("nothing to prune: every stored mood is the live models'")
     elif dry_run:
-        typer.echo(f"would delete {total} prediction{'s' * (total != 1)} of {len(stale)} "
-                   f"older model set{'s' * (len(stale) != 1)} (run without --dry-run)")
+        typer.echo(f"would delete {_plural(sum(stale), 'prediction')} of {older} "
+                   "(run without --dry-run)")
     else:
-        typer.echo(f"deleted {deleted} prediction{'s' * (deleted != 1)} of {len(stale)} "
-                   f"older model set{'s' * (len(stale) != 1)}")
+        typer.echo(f"deleted {_plural(deleted, 'prediction')} of {older}")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
